@@ -1,0 +1,1 @@
+"""Layer families, one per module; re-exported flat by `jaxlayers`."""

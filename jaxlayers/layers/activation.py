@@ -1,0 +1,69 @@
+"""Activation layers: a named nonlinearity, and PReLU with a learned slope."""
+
+from __future__ import annotations
+
+import jax.numpy as jnp
+
+from jaxlayers import activations
+from jaxlayers._checks import as_struct, check_float, check_last_axis, check_min_rank, shape_of
+from jaxlayers.core import Layer, Masked
+from jaxlayers.initializers import constant
+
+
+def Activation(activation, **options) -> Layer:
+    """Apply an activation elementwise (softmax: over `axis`, default the last).
+
+    Names: sigmoid, tanh, relu, leaky_relu (alpha=0.01), elu (alpha=1.0), gelu (exact
+    x·Φ(x)), gelu_tanh, swish/silu, softmax (temperature=1.0, axis=-1), step (Heaviside,
+    1 where x ≥ 0; zero gradient), linear; or any callable.
+
+    Shapes: x -> y of the same shape; a `jl.Masked` input keeps its mask. params {}, state {}.
+
+    Raises:
+      ValueError: unknown name or option (construction).
+      TypeError: a non-float input (trace time).
+    """
+    fn = activations.get(activation, "Activation", **options)
+    label = activation if isinstance(activation, str) else getattr(activation, "__name__", "fn")
+
+    def init(key, input_shape):
+        del key, input_shape
+        return {}, {}
+
+    def apply(params, state, x, *, key=None, training=False):
+        del params, key, training
+        if isinstance(x, Masked):
+            return Masked(apply({}, state, x.values)[0], x.mask), state
+        check_float("Activation", x)
+        return fn(x), state
+
+    return Layer(init, apply, name=f"Activation({label})")
+
+
+def PReLU(*, alpha_init=constant(0.25), shared: bool = False, param_dtype=jnp.float32) -> Layer:
+    """Parametric ReLU: y = max(0, x) + alpha * min(0, x), alpha learned per channel.
+
+    Shapes: x (N, ..., C) -> y of the same shape. params {"alpha": (C,)} (one slope per
+    channel of the last axis, as Keras with shared spatial axes), or {"alpha": (1,)}
+    with `shared=True` (PyTorch's default `num_parameters=1`). state {}.
+    alpha starts at 0.25 (PyTorch's; Keras starts at 0).
+
+    Raises:
+      TypeError: a non-float input. ValueError: channel count differs from alpha's.
+    """
+    def init(key, input_shape):
+        shape = shape_of(as_struct(input_shape))
+        if len(shape) < 1:
+            raise ValueError(f"PReLU: input must have rank >= 1, got shape {shape}.")
+        return {"alpha": alpha_init(key, (1 if shared else shape[-1],), param_dtype)}, {}
+
+    def apply(params, state, x, *, key=None, training=False):
+        del key, training
+        check_float("PReLU", x)
+        check_min_rank("PReLU", x, 1)
+        if not shared:
+            check_last_axis("PReLU", x, params["alpha"].shape[0])
+        alpha = jnp.broadcast_to(params["alpha"].astype(x.dtype), x.shape)
+        return jnp.where(x >= 0, x, alpha * x), state
+
+    return Layer(init, apply, name="PReLU")

@@ -1,0 +1,86 @@
+"""Merge layers: combine a tuple of inputs into one (Concatenate, Add, Multiply)."""
+
+from __future__ import annotations
+
+import functools
+import operator
+
+import jax.numpy as jnp
+
+from jaxlayers._checks import check_array
+from jaxlayers.core import Layer
+
+
+def _inputs(layer, xs, min_count=2):
+    if not isinstance(xs, (tuple, list)) or len(xs) < min_count:
+        got = f"{type(xs).__name__} of length {len(xs)}" if isinstance(xs, (tuple, list)) \
+            else f"a single {type(xs).__name__}"
+        raise ValueError(f"{layer}: input must be a tuple of at least {min_count} arrays, "
+                         f"got {got}.")
+    for x in xs:
+        check_array(layer, x)
+    return tuple(xs)
+
+
+def _no_params(key, input_shape):
+    del key, input_shape
+    return {}, {}
+
+
+def _elementwise(layer: str, op) -> Layer:
+    def apply(params, state, xs, *, key=None, training=False):
+        del params, key, training
+        xs = _inputs(layer, xs)
+        shapes = [tuple(x.shape) for x in xs]
+        if len(set(shapes)) != 1:
+            raise ValueError(f"{layer}: all inputs must have the same shape, got {shapes}.")
+        return functools.reduce(op, xs), state
+
+    return Layer(_no_params, apply, name=layer)
+
+
+def Add() -> Layer:
+    """Elementwise sum: (x_1, ..., x_n) -> x_1 + ... + x_n (equal shapes, no broadcast).
+
+    Shapes: a tuple of n >= 2 arrays of one shape -> that shape. params {}, state {}.
+    Raises: ValueError on fewer than 2 inputs or differing shapes.
+    """
+    return _elementwise("Add", operator.add)
+
+
+def Multiply() -> Layer:
+    """Elementwise product: (x_1, ..., x_n) -> x_1 * ... * x_n (equal shapes, no broadcast).
+
+    Shapes: a tuple of n >= 2 arrays of one shape -> that shape. params {}, state {}.
+    Raises: ValueError on fewer than 2 inputs or differing shapes.
+    """
+    return _elementwise("Multiply", operator.mul)
+
+
+def Concatenate(axis: int = -1) -> Layer:
+    """Join a tuple of arrays along `axis` (default the last, the channel/feature axis).
+
+    Shapes: (N, ..., C_1), ..., (N, ..., C_n) -> (N, ..., C_1 + ... + C_n); every other
+    axis must agree. params {}, state {}.
+    Raises: ValueError on fewer than 2 inputs, differing ranks or other axes, or
+      `axis` = 0 (the batch axis).
+    """
+    if not isinstance(axis, int):
+        raise ValueError(f"Concatenate: axis must be an int, got {axis!r}.")
+
+    def apply(params, state, xs, *, key=None, training=False):
+        del params, key, training
+        xs = _inputs("Concatenate", xs)
+        ndim = xs[0].ndim
+        ax = axis % ndim if -ndim <= axis < ndim else None
+        shapes = [tuple(x.shape) for x in xs]
+        if ax is None or ax == 0 or any(x.ndim != ndim for x in xs):
+            raise ValueError(f"Concatenate: axis {axis} must be a non-batch axis of inputs "
+                             f"of one rank, got shapes {shapes}.")
+        rest = {s[:ax] + s[ax + 1:] for s in shapes}
+        if len(rest) != 1:
+            raise ValueError(f"Concatenate: inputs must agree on every axis but {axis}, "
+                             f"got shapes {shapes}.")
+        return jnp.concatenate(xs, axis=ax), state
+
+    return Layer(_no_params, apply, name="Concatenate")
