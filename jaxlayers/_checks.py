@@ -10,6 +10,30 @@ import jax.numpy as jnp
 import numpy as np
 
 
+class ShapeSpec(tuple):
+    """A shape tuple that also carries a dtype: what combinators hand to a child's init.
+
+    It indexes and compares like the plain tuple a user's own `init` expects
+    (`input_shape[-1]`), and `as_struct` reads its dtype (int32 token ids stay int32).
+    """
+
+    dtype: Any
+
+    def __new__(cls, shape, dtype):
+        self = super().__new__(cls, tuple(int(d) for d in shape))
+        self.dtype = jnp.dtype(dtype)
+        return self
+
+    @property
+    def shape(self):
+        return tuple(self)
+
+
+def to_shape_spec(tree: Any) -> Any:
+    """Replace every ShapeDtypeStruct in `tree` by a `ShapeSpec`."""
+    return jax.tree.map(lambda s: ShapeSpec(s.shape, s.dtype), tree)
+
+
 def is_shape(spec: Any) -> bool:
     """True for a plain shape: a tuple or list of non-negative Python ints."""
     return isinstance(spec, (tuple, list)) and all(

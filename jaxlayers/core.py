@@ -10,7 +10,7 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
-from jaxlayers._checks import as_struct, check_positive_int, is_shape
+from jaxlayers._checks import as_struct, check_positive_int, is_shape, to_shape_spec
 
 __all__ = ["Layer", "Masked", "serial", "Sequential", "parallel", "fanout", "residual",
            "repeat", "Input", "output_shape", "summary", "count_params", "child_key"]
@@ -150,7 +150,7 @@ def serial(*layers: Layer, **named_layers: Layer) -> Layer:
         spec = _resolve_spec(layer, input_shape)
         params, state = [], []
         for name, child in items:
-            p, s = child.init(child_key(key, name), spec)
+            p, s = child.init(child_key(key, name), to_shape_spec(spec))
             spec = _out_spec(child, p, s, spec)
             params.append(p)
             state.append(s)
@@ -197,7 +197,8 @@ def parallel(*layers: Layer, **named_layers: Layer) -> Layer:
     def init(key, input_shape):
         specs = _inputs(as_struct(input_shape) if not isinstance(input_shape, dict)
                         else {k: as_struct(v) for k, v in input_shape.items()})
-        pairs = [child.init(child_key(key, name), specs[name]) for name, child in items]
+        pairs = [child.init(child_key(key, name), to_shape_spec(specs[name]))
+                 for name, child in items]
         return (_container(children, [p for p, _ in pairs]),
                 _container(children, [s for _, s in pairs]))
 

@@ -1,0 +1,203 @@
+"""Combinators, keys, shapes and summaries (DESIGN.md §1), against hand-composed references."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import jaxlayers as jl
+
+KEY = jax.random.key(0)
+
+
+def _x(shape, seed=1):
+    return np.asarray(jax.random.normal(jax.random.key(seed), shape))
+
+
+def _np(tree):
+    return jax.tree.map(np.asarray, tree)
+
+
+def test_layer_unpacks_like_a_stax_pair_and_user_layers_work():
+    def init(key, input_shape):
+        return {"w": jnp.full((input_shape[-1],), 2.0)}, {}
+
+    def apply(params, state, x, *, key=None, training=False):
+        return x * jnp.broadcast_to(params["w"], x.shape), state
+
+    layer = jl.Layer(init, apply)
+    init_fn, apply_fn = layer
+    assert init_fn is init and apply_fn is apply
+    model = jl.serial(layer, jl.Dense(2))
+    params, state = model.init(KEY, (3, 4))
+    y, _ = model.apply(params, state, jnp.ones((3, 4)))
+    p = _np(params[1])
+    np.testing.assert_allclose(y, 2.0 * np.ones((3, 4)) @ p["kernel"] + p["bias"], rtol=1e-6)
+    assert "Layer" in jl.summary(model, (3, 4), print_fn=None)
+
+
+def test_serial_equals_manual_composition():
+    d1, d2 = jl.Dense(5, activation="tanh"), jl.Dense(3)
+    model = jl.serial(d1, d2)
+    params, state = model.init(KEY, (4, 6))
+    x, p = _x((4, 6)), _np(params)
+    h = np.tanh(x @ p[0]["kernel"] + p[0]["bias"])
+    np.testing.assert_allclose(model.apply(params, state, x)[0],
+                               h @ p[1]["kernel"] + p[1]["bias"], rtol=1e-5, atol=1e-6)
+    assert jl.Sequential is jl.serial
+
+
+def test_serial_with_keywords_names_params():
+    model = jl.serial(features=jl.Dense(4), head=jl.Dense(2))
+    params, state = model.init(KEY, (1, 3))
+    assert set(params) == {"features", "head"}
+    assert params["head"]["kernel"].shape == (4, 2)
+    text = jl.summary(model, (1, 3), print_fn=None)
+    assert "features" in text and "head" in text
+    with pytest.raises(ValueError, match="serial: give the children all by position"):
+        jl.serial(jl.Dense(2), head=jl.Dense(2))
+
+
+def test_child_keys_are_fold_in_and_stable_when_appending():
+    drop = jl.Dropout(0.5)
+    x = jnp.ones((4, 64))
+    m1 = jl.serial(drop, drop)
+    m2 = jl.serial(drop, drop, jl.Dense(3))
+    y1 = m1.apply(*m1.init(KEY, x.shape), x, key=KEY, training=True)[0]
+    m2_params, m2_state = m2.init(KEY, x.shape)
+    y2 = m2.apply(m2_params, m2_state, x, key=KEY, training=True)[0]
+    # the first two children see fold_in(key, 0) and fold_in(key, 1) in both models
+    ref = drop.apply({}, {}, x, key=jax.random.fold_in(KEY, 0), training=True)[0]
+    ref = drop.apply({}, {}, ref, key=jax.random.fold_in(KEY, 1), training=True)[0]
+    np.testing.assert_array_equal(y1, ref)
+    inner = jl.serial(drop, drop).apply((({}), {}), ({}, {}), x, key=KEY, training=True)[0]
+    np.testing.assert_array_equal(inner, ref)
+    assert y2.shape == (4, 3)
+    # same key twice: identical; another key: different masks
+    again = m1.apply(*m1.init(KEY, x.shape), x, key=KEY, training=True)[0]
+    other = m1.apply(*m1.init(KEY, x.shape), x, key=jax.random.key(7), training=True)[0]
+    np.testing.assert_array_equal(y1, again)
+    assert not np.array_equal(y1, other)
+
+
+def test_parallel_fanout_concatenate():
+    model = jl.serial(jl.fanout(2), jl.parallel(jl.Dense(3), jl.Dense(2)), jl.Concatenate())
+    params, state = model.init(KEY, (5, 4))
+    x = _x((5, 4))
+    y, _ = model.apply(params, state, x)
+    p1, p2 = _np(params[1])
+    ref = np.concatenate([x @ p1["kernel"] + p1["bias"], x @ p2["kernel"] + p2["bias"]], -1)
+    np.testing.assert_allclose(y, ref, rtol=1e-5, atol=1e-6)
+    assert jl.output_shape(model, (5, 4)) == (5, 5)
+    with pytest.raises(ValueError, match="parallel: input must be a tuple of 2 inputs"):
+        jl.parallel(jl.Dense(3), jl.Dense(2)).apply(({}, {}), ({}, {}), x)
+
+
+def test_merge_layers_against_numpy():
+    a, b = _x((2, 3), 1), _x((2, 3), 2)
+    np.testing.assert_allclose(jl.Add().apply({}, {}, (a, b))[0], np.add(a, b), rtol=1e-6)
+    np.testing.assert_allclose(jl.Multiply().apply({}, {}, (a, b))[0], np.multiply(a, b),
+                               rtol=1e-6)
+    c = _x((2, 5), 3)
+    np.testing.assert_array_equal(jl.Concatenate().apply({}, {}, (a, c))[0],
+                                  np.concatenate([a, c], -1))
+    with pytest.raises(ValueError, match=r"Add: all inputs must have the same shape"):
+        jl.Add().apply({}, {}, (a, c))
+    with pytest.raises(ValueError, match=r"Concatenate: inputs must agree on every axis"):
+        jl.Concatenate(axis=1).apply({}, {}, (a, _x((3, 3))))
+    with pytest.raises(ValueError, match=r"Multiply: input must be a tuple of at least 2"):
+        jl.Multiply().apply({}, {}, a)
+
+
+def test_residual_adds_input_and_rejects_shape_change():
+    model = jl.residual(jl.Dense(4))
+    params, state = model.init(KEY, (3, 4))
+    x = _x((3, 4))
+    p = _np(params)
+    np.testing.assert_allclose(model.apply(params, state, x)[0],
+                               x + x @ p["kernel"] + p["bias"], rtol=1e-5, atol=1e-6)
+    bad = jl.residual(jl.Dense(5))
+    p, s = bad.init(KEY, (3, 4))
+    with pytest.raises(ValueError, match=r"residual: the wrapped Dense must keep the input shape"):
+        bad.apply(p, s, x)
+
+
+def test_repeat_equals_unrolled_loop():
+    model = jl.repeat(jl.Dense(6, activation="tanh"), 3)
+    params, state = model.init(KEY, (2, 6))
+    assert params["kernel"].shape == (3, 6, 6)
+    x = _x((2, 6))
+    h = np.asarray(x, np.float64)
+    for i in range(3):
+        h = np.tanh(h @ np.asarray(params["kernel"][i]) + np.asarray(params["bias"][i]))
+    np.testing.assert_allclose(model.apply(params, state, x)[0], h, rtol=1e-5, atol=1e-5)
+    remat = jl.repeat(jl.Dense(6, activation="tanh"), 3, remat=True)
+    np.testing.assert_allclose(remat.apply(params, state, x)[0], h, rtol=1e-5, atol=1e-5)
+    with pytest.raises(ValueError, match=r"repeat: Dense must keep its input shape"):
+        jl.repeat(jl.Dense(3), 2).init(KEY, (2, 6))
+
+
+def test_input_declares_shape():
+    model = jl.serial(jl.Input((8,)), jl.Dense(4))
+    params, _ = model.init(KEY)
+    assert params[1]["kernel"].shape == (8, 4)
+    assert jl.output_shape(model) == (1, 4)
+    assert jl.output_shape(model, (7, 8)) == (7, 4)
+    with pytest.raises(ValueError, match=r"Input: input must have shape \(N, 8,\), got \(2, 9\)"):
+        model.apply(params, ({}, {}), jnp.ones((2, 9)))
+    with pytest.raises(ValueError, match="Input: shape must be a tuple of ints"):
+        jl.Input(8)
+    with pytest.raises(ValueError, match="Dense: input_shape is required"):
+        jl.output_shape(jl.Dense(3))
+
+
+def test_output_shape_allocates_nothing_and_accepts_structs():
+    big = jl.serial(jl.Dense(100_000), jl.Dense(100_000))  # 10^10 params: never allocated
+    assert jl.output_shape(big, (2, 100_000)) == (2, 100_000)
+    assert jl.output_shape(jl.Flatten(), jax.ShapeDtypeStruct((2, 3, 4), jnp.float32)) == (2, 12)
+    assert jl.output_shape(jl.Flatten(), jnp.zeros((2, 3, 4))) == (2, 12)
+
+
+def test_summary_table_and_count_params():
+    model = jl.serial(jl.Dense(256, activation="relu"), jl.Dense(128, activation="relu"),
+                      jl.Dense(10))
+    text = jl.summary(model, (32, 784), print_fn=None)
+    for count in ("200,960", "32,896", "1,290", "Total params: 235,146"):
+        assert count in text
+    assert "(32, 256)" in text
+    params, _ = model.init(KEY, (1, 784))
+    assert jl.count_params(params) == 235_146
+    bn = jl.serial(jl.Dense(4), jl.BatchNorm())
+    assert "Non-trainable state: 8" in jl.summary(bn, (2, 3), print_fn=None)
+
+
+def test_batch_size_does_not_change_params():
+    model = jl.serial(jl.Dense(3), jl.BatchNorm(), jl.PReLU())
+    p1, s1 = model.init(KEY, (1, 5))
+    p2, s2 = model.init(KEY, (64, 5))
+    jax.tree.map(np.testing.assert_array_equal, (p1, s1), (p2, s2))
+
+
+def test_masked_passes_through_per_step_layers_and_is_refused_elsewhere():
+    values = _x((2, 4, 3))
+    mask = jnp.array([[True, True, False, False], [True, True, True, True]])
+    m = jl.Masked(values, mask)
+    dense = jl.Dense(5)
+    p, s = dense.init(KEY, (2, 4, 3))
+    out, _ = dense.apply(p, s, m)
+    assert isinstance(out, jl.Masked) and out.values.shape == (2, 4, 5)
+    np.testing.assert_array_equal(out.mask, mask)
+    out, _ = jl.Dropout(0.5).apply({}, {}, m, key=KEY, training=True)
+    assert isinstance(out, jl.Masked)
+    with pytest.raises(TypeError, match="Flatten: does not accept a jl.Masked input"):
+        jl.Flatten().apply({}, {}, m)
+    with pytest.raises(TypeError, match="LayerNorm: does not accept a jl.Masked input"):
+        ln = jl.LayerNorm()
+        ln.apply(*ln.init(KEY, (2, 4, 3)), m)
+
+
+def test_combinator_children_must_be_layers():
+    with pytest.raises(TypeError, match="serial: every child must be a jl.Layer"):
+        jl.serial(jl.Dense(2), "relu")
+    with pytest.raises(ValueError, match="fanout: n must be a positive int"):
+        jl.fanout(0)
