@@ -6,6 +6,7 @@ before it fan-in, and any leading (spatial) axes multiply both (the receptive fi
 
 from __future__ import annotations
 
+import jax
 import jax.numpy as jnp
 from jax.nn import initializers as _init
 
@@ -48,9 +49,11 @@ def orthogonal(gain: float = 1.0):
     return _init.orthogonal(scale=gain)
 
 
-def uniform(scale: float = 0.05):
-    """U(0, scale) (jax's convention)."""
-    return _init.uniform(scale)
+def uniform(minval: float = -0.05, maxval: float = 0.05):
+    """U(minval, maxval), Keras's `RandomUniform` (jax's own `uniform(s)` is U(0, s))."""
+    def init(key, shape, dtype=jnp.float32):
+        return jax.random.uniform(key, shape, dtype, minval, maxval)
+    return init
 
 
 def normal(stddev: float = 0.05):
