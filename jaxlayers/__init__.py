@@ -26,6 +26,8 @@ from jaxlayers.core import repeat as repeat
 from jaxlayers.core import residual as residual
 from jaxlayers.core import serial as serial
 from jaxlayers.core import summary as summary
+from jaxlayers.train import EarlyStopping as EarlyStopping
+from jaxlayers.train import fit as fit
 from jaxlayers.layers.activation import Activation as Activation
 from jaxlayers.layers.activation import PReLU as PReLU
 from jaxlayers.layers.dense import Dense as Dense
@@ -44,7 +46,7 @@ LAYERS = (
     "Input", "LayerNorm", "Multiply", "PReLU", "Reshape",
 )
 __all__ = sorted(LAYERS + (
-    "Layer", "Masked", "Sequential", "activations", "count_params", "fanout",
+    "EarlyStopping", "Layer", "Masked", "fit", "Sequential", "activations", "count_params", "fanout",
     "initializers", "losses", "output_shape", "parallel", "regularizers", "repeat",
     "residual", "serial", "summary", "testing", "train",
 ))

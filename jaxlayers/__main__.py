@@ -1,0 +1,69 @@
+"""The command line: `python -m jaxlayers demo digits|xor [--epochs N] [--out DIR] [--seed S]`.
+
+Each subcommand is added by an `_add_<name>(subparsers)` function that sets `run`, the
+function called with the parsed arguments; a new subcommand (e.g. `bench`) is one more
+such function listed in `_COMMANDS`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+from jaxlayers.demos import NAMES as DEMOS
+
+
+def _run_demo(args) -> int:
+    module = importlib.import_module(f"jaxlayers.demos.{args.name}")
+    kwargs = {"out": args.out, "seed": args.seed}
+    if args.epochs is not None:
+        kwargs["epochs"] = args.epochs
+    if args.name == "digits":
+        kwargs["progress"] = not args.no_progress
+    module.run(**kwargs)
+    return 0
+
+
+def _add_demo(subparsers) -> None:
+    p = subparsers.add_parser(
+        "demo", help="train a small model and save its plot",
+        description="digits: an MLP on scikit-learn's bundled 8x8 digits (>= 95% test "
+                    "accuracy), plots outputs/digits.png. xor: a 2-2-1 MLP trained until it "
+                    "solves XOR, prints the truth table, plots outputs/xor.png. Needs the "
+                    "'examples' extra: pip install 'jaxlayers[examples]'.")
+    p.add_argument("name", choices=DEMOS, help="which demo")
+    p.add_argument("--epochs", type=_positive, default=None,
+                   help="epochs (xor: full-batch steps per start); default: the demo's")
+    p.add_argument("--out", default="outputs", help="folder for the PNG (default: outputs)")
+    p.add_argument("--seed", type=int, default=0, help="PRNG seed (default: 0)")
+    p.add_argument("--no-progress", action="store_true",
+                   help="one line per epoch instead of a progress bar (digits)")
+    p.set_defaults(run=_run_demo)
+
+
+def _positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
+    return value
+
+
+_COMMANDS = (_add_demo,)
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m jaxlayers",
+                                     description="jaxlayers command line")
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for add in _COMMANDS:
+        add(subparsers)
+    args = parser.parse_args(argv)
+    try:
+        return args.run(args)
+    except ImportError as exc:  # an 'examples' dependency is missing
+        parser.exit(1, f"error: {exc}\n")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,13 @@
+"""Runnable demos: `python -m jaxlayers demo digits|xor` (needs the 'examples' extra).
+
+Each module has `run(...) -> dict` (what the command prints, for tests and notebooks)
+and imports matplotlib and scikit-learn inside it, so `import jaxlayers` never needs them.
+"""
+
+NAMES = ("digits", "xor")
+
+
+def missing_extra(exc: ImportError) -> ImportError:
+    """The ImportError to raise when an 'examples' dependency is absent."""
+    return ImportError(f"the jaxlayers demos need the 'examples' extra ({exc.name} is "
+                       f"missing): pip install 'jaxlayers[examples]'")
