@@ -31,6 +31,42 @@ from jaxlayers.train import fit as fit
 from jaxlayers.layers.activation import Activation as Activation
 from jaxlayers.layers.activation import PReLU as PReLU
 from jaxlayers.layers.dense import Dense as Dense
+from jaxlayers.layers.conv import Conv1D as Conv1D
+from jaxlayers.layers.conv import Conv2D as Conv2D
+from jaxlayers.layers.conv import Conv3D as Conv3D
+from jaxlayers.layers.conv import DepthwiseConv2D as DepthwiseConv2D
+from jaxlayers.layers.conv import SeparableConv1D as SeparableConv1D
+from jaxlayers.layers.conv import SeparableConv2D as SeparableConv2D
+from jaxlayers.layers.conv import Conv1DTranspose as Conv1DTranspose
+from jaxlayers.layers.conv import Conv2DTranspose as Conv2DTranspose
+from jaxlayers.layers.conv import Conv3DTranspose as Conv3DTranspose
+from jaxlayers.layers.pool import MaxPool1D as MaxPool1D
+from jaxlayers.layers.pool import MaxPool2D as MaxPool2D
+from jaxlayers.layers.pool import MaxPool3D as MaxPool3D
+from jaxlayers.layers.pool import AvgPool1D as AvgPool1D
+from jaxlayers.layers.pool import AvgPool2D as AvgPool2D
+from jaxlayers.layers.pool import AvgPool3D as AvgPool3D
+from jaxlayers.layers.pool import GlobalMaxPool1D as GlobalMaxPool1D
+from jaxlayers.layers.pool import GlobalMaxPool2D as GlobalMaxPool2D
+from jaxlayers.layers.pool import GlobalMaxPool3D as GlobalMaxPool3D
+from jaxlayers.layers.pool import GlobalAvgPool1D as GlobalAvgPool1D
+from jaxlayers.layers.pool import GlobalAvgPool2D as GlobalAvgPool2D
+from jaxlayers.layers.pool import GlobalAvgPool3D as GlobalAvgPool3D
+from jaxlayers.layers.pool import AdaptiveAvgPool2D as AdaptiveAvgPool2D
+from jaxlayers.layers.resample import UpSampling1D as UpSampling1D
+from jaxlayers.layers.resample import UpSampling2D as UpSampling2D
+from jaxlayers.layers.resample import UpSampling3D as UpSampling3D
+from jaxlayers.layers.resample import Resize as Resize
+from jaxlayers.layers.resample import ZeroPadding1D as ZeroPadding1D
+from jaxlayers.layers.resample import ZeroPadding2D as ZeroPadding2D
+from jaxlayers.layers.resample import ZeroPadding3D as ZeroPadding3D
+from jaxlayers.layers.resample import Cropping1D as Cropping1D
+from jaxlayers.layers.resample import Cropping2D as Cropping2D
+from jaxlayers.layers.resample import Cropping3D as Cropping3D
+from jaxlayers.layers.lrn import CrossChannelNormalization as CrossChannelNormalization
+from jaxlayers.layers.spatial_dropout import SpatialDropout1D as SpatialDropout1D
+from jaxlayers.layers.spatial_dropout import SpatialDropout2D as SpatialDropout2D
+from jaxlayers.layers.spatial_dropout import SpatialDropout3D as SpatialDropout3D
 from jaxlayers.layers.dropout import Dropout as Dropout
 from jaxlayers.layers.merge import Add as Add
 from jaxlayers.layers.merge import Concatenate as Concatenate
@@ -42,8 +78,16 @@ from jaxlayers.layers.shape import Reshape as Reshape
 
 # Public layers (every one is in tests/registry.py) and functions, sorted.
 LAYERS = (
-    "Activation", "Add", "BatchNorm", "Concatenate", "Dense", "Dropout", "Flatten",
-    "Input", "LayerNorm", "Multiply", "PReLU", "Reshape",
+    "Activation", "AdaptiveAvgPool2D", "Add", "AvgPool1D", "AvgPool2D", "AvgPool3D",
+    "BatchNorm", "Concatenate", "Conv1D", "Conv1DTranspose", "Conv2D", "Conv2DTranspose",
+    "Conv3D", "Conv3DTranspose", "Cropping1D", "Cropping2D", "Cropping3D",
+    "CrossChannelNormalization", "Dense", "DepthwiseConv2D", "Dropout", "Flatten",
+    "GlobalAvgPool1D", "GlobalAvgPool2D", "GlobalAvgPool3D", "GlobalMaxPool1D",
+    "GlobalMaxPool2D", "GlobalMaxPool3D", "Input", "LayerNorm", "MaxPool1D", "MaxPool2D",
+    "MaxPool3D", "Multiply", "PReLU", "Reshape", "Resize", "SeparableConv1D",
+    "SeparableConv2D", "SpatialDropout1D", "SpatialDropout2D", "SpatialDropout3D",
+    "UpSampling1D", "UpSampling2D", "UpSampling3D", "ZeroPadding1D", "ZeroPadding2D",
+    "ZeroPadding3D",
 )
 __all__ = sorted(LAYERS + (
     "EarlyStopping", "Layer", "Masked", "fit", "Sequential", "activations", "count_params", "fanout",

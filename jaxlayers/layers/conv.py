@@ -1,0 +1,355 @@
+"""Convolutions: Conv1D/2D/3D, DepthwiseConv2D, SeparableConv1D/2D, Conv1D/2D/3DTranspose."""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+from jax import lax
+
+from jaxlayers import activations
+from jaxlayers._checks import as_struct, check_positive_int, compute_dtype, shape_of
+from jaxlayers.core import Layer
+from jaxlayers.initializers import glorot_uniform, zeros
+from jaxlayers.layers._spatial import (LAYOUTS, check_input, check_shape, explicit_pads,
+                                       ntuple, parse_padding, same_pads, specialise)
+
+# Channels-last input/output, kernel spatial + (in, out) (HWIO, as the seeds' K[m, n, c, f]).
+_DIMS = {1: ("NWC", "WIO", "NWC"), 2: ("NHWC", "HWIO", "NHWC"), 3: ("NDHWC", "DHWIO", "NDHWC")}
+_KERNEL = {1: "(k", 2: "(kh, kw", 3: "(kd, kh, kw"}
+_OUT = {1: "(N, L', filters)", 2: "(N, H', W', filters)", 3: "(N, D', H', W', filters)"}
+
+
+def _effective(kernel_size, dilation):
+    """Dilated window size per axis: d * (k - 1) + 1 (3x3 at dilation 2 sees 5x5)."""
+    return tuple(d * (k - 1) + 1 for k, d in zip(kernel_size, dilation))
+
+
+def _geometry(name: str, n: int, kernel_size, strides, padding, dilation):
+    """The arguments every conv shares, checked: n-tuples, and padding as parse_padding's."""
+    return (ntuple(name, "kernel_size", kernel_size, n), ntuple(name, "strides", strides, n),
+            parse_padding(name, padding, n), ntuple(name, "dilation", dilation, n))
+
+
+def _input_channels(layer: str, input_shape, n: int, groups: int) -> int:
+    shape = shape_of(as_struct(input_shape))
+    check_shape(layer, shape, n)
+    if shape[-1] % groups:
+        raise ValueError(f"{layer}: input channels must be divisible by groups={groups}, "
+                         f"got {shape[-1]} channels (input shape {shape}).")
+    return shape[-1]
+
+
+def _check_channels(layer: str, x, expected: int) -> None:
+    if x.shape[-1] != expected:
+        raise ValueError(f"{layer}: input must have {expected} channels on the last axis "
+                         f"(as the kernel), got shape {tuple(x.shape)}.")
+
+
+def _conv(layer, n, x, kernel, strides, padding, dilation, groups, dtype):
+    """Channels-last cross-correlation of x with an HWIO kernel, padding resolved here."""
+    pads = explicit_pads(layer, x.shape, padding, _effective(kernel.shape[:n], dilation),
+                         strides)
+    compute = compute_dtype(x, dtype)
+    return lax.conv_general_dilated(x.astype(compute), kernel.astype(compute), strides, pads,
+                                    rhs_dilation=dilation, dimension_numbers=_DIMS[n],
+                                    feature_group_count=groups)
+
+
+def _finish(params, y, use_bias, act):
+    if use_bias:
+        y = y + jnp.broadcast_to(params["bias"].astype(y.dtype), y.shape)
+    return act(y)
+
+
+def _conv_nd(n: int, name: str, filters: int, kernel_size, *, strides=1, padding="valid",
+             dilation=1, groups: int = 1, use_bias: bool = True, activation=None,
+             kernel_init=glorot_uniform(), bias_init=zeros, dtype=None,
+             param_dtype=jnp.float32) -> Layer:
+    check_positive_int(name, "filters", filters)
+    kernel_size, strides, padding, dilation = _geometry(name, n, kernel_size, strides,
+                                                         padding, dilation)
+    groups = check_positive_int(name, "groups", groups)
+    if filters % groups:
+        raise ValueError(f"{name}: filters must be divisible by groups={groups}, "
+                         f"got filters={filters}.")
+    act = activations.get(activation, name)
+
+    def init(key, input_shape):
+        c = _input_channels(name, input_shape, n, groups)
+        k_kernel, k_bias = jax.random.split(key)
+        params = {"kernel": kernel_init(k_kernel, kernel_size + (c // groups, filters),
+                                        param_dtype)}
+        if use_bias:
+            params["bias"] = bias_init(k_bias, (filters,), param_dtype)
+        return params, {}
+
+    def apply(params, state, x, *, key=None, training=False):
+        del key, training  # deterministic
+        check_input(name, x, n)
+        _check_channels(name, x, params["kernel"].shape[-2] * groups)
+        y = _conv(name, n, x, params["kernel"], strides, padding, dilation, groups, dtype)
+        return _finish(params, y, use_bias, act), state
+
+    return Layer(init, apply, name=name)
+
+
+_CONV_DOC = """{n}-D convolution: y = activation(x ⋆ kernel + bias), cross-correlation (no flip).
+
+    Math (the seeds' Y[i, j, f] = Σ_{{m, n, c}} X[i + m, j + n, c] · K[m, n, c, f] + b[f],
+    with strides s, dilation d, and groups g splitting channels into g independent blocks):
+      y[b, o, f] = bias[f] + Σ_{{m, c}} x_pad[b, s·o + d·m, g_f·C/g + c] · kernel[m, c, f]
+    where g_f = f // (filters/g) is the group of filter f (o, m: spatial index tuples).
+    Output size per axis: floor((in + pad_low + pad_high - d·(k - 1) - 1) / s) + 1;
+    "same" gives ceil(in / s) (odd total padding: the extra at the end, as lax and Keras).
+
+    Shapes: x {layout} -> y {out}.
+    params {{"kernel": {kernel}, C // groups, filters), "bias": (filters,)}}; no "bias" if
+    not use_bias. state {{}}.
+
+    Args:
+      filters: output channels (divisible by `groups`).
+      kernel_size: an int or a tuple of {n} ints.
+      strides, dilation: an int or a tuple of {n} positive ints (default 1).
+      padding: "valid" (none), "same", an int, a tuple of {n} ints (symmetric per axis, as
+        PyTorch's `padding=`), or {n} (low, high) pairs.
+      groups: split input and output channels into `groups` blocks (PyTorch's `groups`,
+        Keras's `groups`); groups = C with filters = C·m is `DepthwiseConv`.
+      use_bias, activation, kernel_init (glorot_uniform), bias_init (zeros): as Dense.
+      dtype: compute dtype (default: the input's); param_dtype: storage dtype.
+
+    Raises:
+      ValueError: a non-positive filters/kernel_size/strides/dilation/groups, filters not
+        divisible by groups, an unknown padding name or activation (construction); input of
+        the wrong rank, channels not matching the kernel or not divisible by groups, or a
+        kernel larger than the padded input (trace time).
+      TypeError: a non-float input.
+
+    PyTorch stores the kernel (out, in // groups, *spatial): ours is its
+    `permute({perm})`. Keras's layout is ours (HWIO).
+    """
+
+Conv1D = specialise(_conv_nd, 1, "Conv1D", _CONV_DOC.format(
+    n=1, layout=LAYOUTS[1], out=_OUT[1], kernel=_KERNEL[1], perm="2, 1, 0"))
+Conv2D = specialise(_conv_nd, 2, "Conv2D", _CONV_DOC.format(
+    n=2, layout=LAYOUTS[2], out=_OUT[2], kernel=_KERNEL[2], perm="2, 3, 1, 0"))
+Conv3D = specialise(_conv_nd, 3, "Conv3D", _CONV_DOC.format(
+    n=3, layout=LAYOUTS[3], out=_OUT[3], kernel=_KERNEL[3], perm="2, 3, 4, 1, 0"))
+
+
+def _depthwise_params(key, name, n, input_shape, kernel_size, m, kernel_init, param_dtype):
+    c = _input_channels(name, input_shape, n, 1)
+    return c, kernel_init(key, kernel_size + (1, c * m), param_dtype)
+
+
+def DepthwiseConv2D(kernel_size, *, depth_multiplier: int = 1, strides=1, padding="valid",
+                    dilation=1, use_bias: bool = True, activation=None,
+                    kernel_init=glorot_uniform(), bias_init=zeros, dtype=None,
+                    param_dtype=jnp.float32) -> Layer:
+    """Depthwise 2-D convolution: each input channel convolved with its own m filters.
+
+    Math: y[b, i, j, c·m + k] = bias[c·m + k] + Σ_{p, q} x_pad[b, s·i + d·p, s·j + d·q, c]
+      · kernel[p, q, 0, c·m + k]  (a Conv2D with groups = C and filters = C·m).
+
+    Shapes: x (N, H, W, C) -> y (N, H', W', C·depth_multiplier).
+    params {"kernel": (kh, kw, 1, C·m), "bias": (C·m,)}; state {}. Output channel c·m + k
+    is filter k of input channel c, as Keras's DepthwiseConv2D and PyTorch's
+    Conv2d(C, C·m, groups=C), whose weight (C·m, 1, kh, kw) is ours permuted (3, 2, 0, 1).
+
+    Args: as Conv2D, with depth_multiplier m (filters per input channel) in place of
+      filters and groups. Keras calls kernel_init `depthwise_initializer`; its fans come
+      from the stored (kh, kw, 1, C·m) kernel (fan_in kh·kw, fan_out kh·kw·C·m), Keras's
+      from (kh, kw, C, m): the same glorot scale when m = 1.
+
+    Raises: as Conv2D.
+    """
+    name, n = "DepthwiseConv2D", 2
+    m = check_positive_int(name, "depth_multiplier", depth_multiplier)
+    kernel_size, strides, padding, dilation = _geometry(name, n, kernel_size, strides,
+                                                         padding, dilation)
+    act = activations.get(activation, name)
+
+    def init(key, input_shape):
+        k_kernel, k_bias = jax.random.split(key)
+        c, kernel = _depthwise_params(k_kernel, name, n, input_shape, kernel_size, m,
+                                      kernel_init, param_dtype)
+        params = {"kernel": kernel}
+        if use_bias:
+            params["bias"] = bias_init(k_bias, (c * m,), param_dtype)
+        return params, {}
+
+    def apply(params, state, x, *, key=None, training=False):
+        del key, training
+        check_input(name, x, n)
+        c = params["kernel"].shape[-1] // m
+        _check_channels(name, x, c)
+        y = _conv(name, n, x, params["kernel"], strides, padding, dilation, c, dtype)
+        return _finish(params, y, use_bias, act), state
+
+    return Layer(init, apply, name=name)
+
+
+def _separable_nd(n: int, name: str, filters: int, kernel_size, *, depth_multiplier: int = 1,
+                  strides=1, padding="valid", dilation=1, use_bias: bool = True,
+                  activation=None, depthwise_init=glorot_uniform(),
+                  pointwise_init=glorot_uniform(), bias_init=zeros, dtype=None,
+                  param_dtype=jnp.float32) -> Layer:
+    check_positive_int(name, "filters", filters)
+    m = check_positive_int(name, "depth_multiplier", depth_multiplier)
+    kernel_size, strides, padding, dilation = _geometry(name, n, kernel_size, strides,
+                                                         padding, dilation)
+    act = activations.get(activation, name)
+
+    def init(key, input_shape):
+        k_depth, k_point, k_bias = jax.random.split(key, 3)
+        c, depthwise = _depthwise_params(k_depth, name, n, input_shape, kernel_size, m,
+                                         depthwise_init, param_dtype)
+        params = {"depthwise_kernel": depthwise,
+                  "pointwise_kernel": pointwise_init(k_point, (1,) * n + (c * m, filters),
+                                                     param_dtype)}
+        if use_bias:
+            params["bias"] = bias_init(k_bias, (filters,), param_dtype)
+        return params, {}
+
+    def apply(params, state, x, *, key=None, training=False):
+        del key, training
+        check_input(name, x, n)
+        c = params["depthwise_kernel"].shape[-1] // m
+        _check_channels(name, x, c)
+        h = _conv(name, n, x, params["depthwise_kernel"], strides, padding, dilation, c, dtype)
+        y = _conv(name, n, h, params["pointwise_kernel"], (1,) * n, "valid", (1,) * n, 1,
+                  dtype)
+        return _finish(params, y, use_bias, act), state
+
+    return Layer(init, apply, name=name)
+
+
+_SEPARABLE_DOC = """Depthwise-separable {n}-D convolution: a depthwise conv, then a 1x1 conv.
+
+    Math: h = DepthwiseConv(x; depthwise_kernel)  (each channel c with its own m filters,
+      output channel c·m + k), y = activation(h ⋆ pointwise_kernel + bias).
+    Parameters (no bias): k^{n}·C·m + C·m·filters instead of k^{n}·C·filters; seed 003 Q16:
+      3x3, 64 -> 128 is 576 + 8,192 = 8,768 instead of 73,728.
+
+    Shapes: x {layout} -> y {out}.
+    params {{"depthwise_kernel": {kernel}, 1, C·m), "pointwise_kernel": ({ones}C·m, filters),
+    "bias": (filters,)}}; state {{}}. The bias is added once, after the pointwise conv
+    (as Keras's SeparableConv{n}D).
+
+    Args: as Conv{n}D (strides, padding and dilation apply to the depthwise step), with
+      depth_multiplier m; depthwise_init and pointwise_init (glorot_uniform) initialise the
+      two kernels.
+
+    Raises: as Conv{n}D.
+    """
+
+SeparableConv1D = specialise(_separable_nd, 1, "SeparableConv1D", _SEPARABLE_DOC.format(
+    n=1, layout=LAYOUTS[1], out=_OUT[1], kernel=_KERNEL[1], ones="1, "))
+SeparableConv2D = specialise(_separable_nd, 2, "SeparableConv2D", _SEPARABLE_DOC.format(
+    n=2, layout=LAYOUTS[2], out=_OUT[2], kernel=_KERNEL[2], ones="1, 1, "))
+
+
+def _transpose_pads(in_sizes, windows, strides, padding, output_padding):
+    """Padding of the equivalent stride-1 conv over the stride-dilated input.
+
+    The adjoint of a conv that padded (lo, hi) crops lo and hi from the full output
+    (in - 1)·s + k_eff; the direct form pads the dilated input by k_eff - 1 minus the crop
+    (a negative pad crops). "same" is the adjoint of a "same" conv on an input of in·s.
+    """
+    pads = []
+    for i, (size, k, s) in enumerate(zip(in_sizes, windows, strides)):
+        full = (size - 1) * s + k
+        if padding == "same":
+            lo, _ = same_pads(size * s, k, s)
+            hi = full - size * s - lo  # negative when k < s: zeros appended at the end
+        elif padding == "valid":
+            lo, hi = 0, -output_padding[i]
+        else:
+            lo, hi = padding[i][0], padding[i][1] - output_padding[i]
+        pads.append((k - 1 - lo, k - 1 - hi))
+    return tuple(pads)
+
+
+def _conv_transpose_nd(n: int, name: str, filters: int, kernel_size, *, strides=1,
+                       padding="valid", output_padding=0, dilation=1, use_bias: bool = True,
+                       activation=None, kernel_init=glorot_uniform(), bias_init=zeros,
+                       dtype=None, param_dtype=jnp.float32) -> Layer:
+    check_positive_int(name, "filters", filters)
+    kernel_size, strides, padding, dilation = _geometry(name, n, kernel_size, strides,
+                                                         padding, dilation)
+    output_padding = ntuple(name, "output_padding", output_padding, n, minimum=0)
+    if padding == "same" and any(output_padding):
+        raise ValueError(f"{name}: output_padding must be 0 with padding='same' (the output "
+                         f"is input·strides), got {output_padding}.")
+    if any(p >= max(s, d) for p, s, d in zip(output_padding, strides, dilation)):
+        raise ValueError(f"{name}: output_padding must be smaller than strides or dilation "
+                         f"on each axis, got output_padding={output_padding} with "
+                         f"strides={strides}, dilation={dilation}.")
+    act = activations.get(activation, name)
+    windows = _effective(kernel_size, dilation)
+
+    def init(key, input_shape):
+        c = _input_channels(name, input_shape, n, 1)
+        k_kernel, k_bias = jax.random.split(key)
+        params = {"kernel": kernel_init(k_kernel, kernel_size + (c, filters), param_dtype)}
+        if use_bias:
+            params["bias"] = bias_init(k_bias, (filters,), param_dtype)
+        return params, {}
+
+    def apply(params, state, x, *, key=None, training=False):
+        del key, training
+        check_input(name, x, n)
+        _check_channels(name, x, params["kernel"].shape[-2])
+        pads = _transpose_pads(x.shape[1:-1], windows, strides, padding, output_padding)
+        out = tuple(((size - 1) * s + 1) + lo + hi - k + 1
+                    for size, s, (lo, hi), k in zip(x.shape[1:-1], strides, pads, windows))
+        if min(out) < 1:
+            raise ValueError(f"{name}: output size must be positive, got {out} from input "
+                             f"shape {tuple(x.shape)} with padding {padding!r}.")
+        compute = compute_dtype(x, dtype)
+        kernel = jnp.flip(params["kernel"].astype(compute), axis=tuple(range(n)))
+        y = lax.conv_general_dilated(x.astype(compute), kernel, (1,) * n, pads,
+                                     lhs_dilation=strides, rhs_dilation=dilation,
+                                     dimension_numbers=_DIMS[n])
+        return _finish(params, y, use_bias, act), state
+
+    return Layer(init, apply, name=name)
+
+
+_TRANSPOSE_DOC = """Transposed {n}-D convolution: the adjoint (gradient) of Conv{n}D.
+
+    Math: with the same strides s, padding p and dilation d, y = conv^T(x) is the input
+    gradient of a conv: each input pixel scatters x[b, i, c] · kernel[m, c, f] into
+    y[b, s·i + d·m - p_low, f]; computed as a stride-1 conv of the stride-dilated input
+    with the spatially flipped kernel (`lax.conv_general_dilated(lhs_dilation=strides)`).
+    Output size per axis: (in - 1)·s + d·(k - 1) + 1 - p_low - p_high + output_padding;
+    "same" gives in·s, "valid" (in - 1)·s + d·(k - 1) + 1.
+
+    Shapes: x {layout} -> y {out}.
+    params {{"kernel": {kernel}, C, filters), "bias": (filters,)}}; state {{}}.
+
+    Args:
+      filters: output channels.  kernel_size, strides, dilation: as Conv{n}D.
+      padding: "valid", "same", an int or {n} ints (PyTorch's `padding`: crop p from both
+        ends), or {n} (low, high) pairs.
+      output_padding: an int or {n} ints >= 0, added at the high end (each smaller than the
+        stride or the dilation, as PyTorch); must be 0 with "same".
+      use_bias, activation, kernel_init, bias_init, dtype, param_dtype: as Conv{n}D.
+
+    Raises:
+      ValueError: bad arguments as Conv{n}D, output_padding not smaller than strides or
+        dilation (construction); wrong rank or channels, an empty output (trace time).
+      TypeError: a non-float input.
+
+    Conventions: matches PyTorch's conv_transpose{n}d (not Flax's unflipped ConvTranspose).
+    The kernel is stored spatial + (in, out), in = this layer's input channels: PyTorch's
+    weight (in, out, *spatial) permuted ({perm}); Keras stores spatial + (out, in).
+    "same" follows Keras (the adjoint of a "same" conv, odd crop at the end); PyTorch's
+    padding=(k - 1) // 2 with output_padding=1 crops the odd row at the start instead.
+    """
+
+Conv1DTranspose = specialise(_conv_transpose_nd, 1, "Conv1DTranspose", _TRANSPOSE_DOC.format(
+    n=1, layout=LAYOUTS[1], out=_OUT[1], kernel=_KERNEL[1], perm="2, 0, 1"))
+Conv2DTranspose = specialise(_conv_transpose_nd, 2, "Conv2DTranspose", _TRANSPOSE_DOC.format(
+    n=2, layout=LAYOUTS[2], out=_OUT[2], kernel=_KERNEL[2], perm="2, 3, 0, 1"))
+Conv3DTranspose = specialise(_conv_transpose_nd, 3, "Conv3DTranspose", _TRANSPOSE_DOC.format(
+    n=3, layout=LAYOUTS[3], out=_OUT[3], kernel=_KERNEL[3], perm="2, 3, 4, 0, 1"))

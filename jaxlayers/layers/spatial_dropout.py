@@ -1,0 +1,64 @@
+"""Spatial dropout: drop whole channels (feature maps) while training."""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+
+from jaxlayers._checks import check_rate
+from jaxlayers.core import Layer, Masked
+from jaxlayers.layers._spatial import LAYOUTS, check_input, specialise
+
+
+def _spatial_dropout_nd(n: int, name: str, rate: float) -> Layer:
+    rate = check_rate(name, "rate", rate)
+
+    def init(key, input_shape):
+        del key, input_shape  # nothing to learn
+        return {}, {}
+
+    def apply(params, state, x, *, key=None, training=False):
+        if n == 1 and isinstance(x, Masked):
+            y, state = apply(params, state, x.values, key=key, training=training)
+            return Masked(y, x.mask), state
+        check_input(name, x, n)
+        if not training:
+            return x, state
+        if key is None:  # checked even at rate 0, so a missing key is found before it matters
+            raise ValueError(f"{name}: training=True needs a PRNG key, got key=None; "
+                             f"pass key=jax.random.key(seed) to apply.")
+        if rate == 0.0:
+            return x, state
+        # one draw per (example, channel), shared by every position of that feature map
+        keep = jax.random.bernoulli(key, 1.0 - rate, (x.shape[0],) + (1,) * n + (x.shape[-1],))
+        keep = jnp.broadcast_to(keep, x.shape)
+        # where, not keep * x: a dropped inf must become 0, not nan
+        return jnp.where(keep, x / jnp.asarray(1.0 - rate, x.dtype), jnp.zeros_like(x)), state
+
+    return Layer(init, apply, name=name)
+
+
+_DOC = """Spatial dropout: while training, zero whole channels with probability `rate`.
+
+    Math (training): y[b, ..., c] = where(m[b, c], x[b, ..., c] / (1 - rate), 0),
+      m[b, c] ~ Bernoulli(1 - rate), one draw per example and channel (mask shape
+      {mask}), so neighbouring, correlated positions of a feature map drop together.
+    Math (inference): y = x.
+
+    Shapes: x {layout} -> y of the same shape{masked}. params {{}}, state {{}}.
+
+    Args:
+      rate: probability of dropping a channel, in [0, 1).
+
+    Raises:
+      ValueError: `rate` outside [0, 1) (construction); input of the wrong rank,
+        `training=True` with `key=None`. TypeError: a non-float input.
+    """
+
+SpatialDropout1D = specialise(_spatial_dropout_nd, 1, "SpatialDropout1D", _DOC.format(
+    mask="(N, 1, C)", layout=LAYOUTS[1],
+    masked="; a `jl.Masked` input keeps its mask (the (N, T) mask is not the dropout mask)"))
+SpatialDropout2D = specialise(_spatial_dropout_nd, 2, "SpatialDropout2D", _DOC.format(
+    mask="(N, 1, 1, C)", layout=LAYOUTS[2], masked=""))
+SpatialDropout3D = specialise(_spatial_dropout_nd, 3, "SpatialDropout3D", _DOC.format(
+    mask="(N, 1, 1, 1, C)", layout=LAYOUTS[3], masked=""))
