@@ -10,6 +10,7 @@ __version__ = "0.1.0"
 
 from jaxlayers import activations as activations
 from jaxlayers import initializers as initializers
+from jaxlayers import interop as interop
 from jaxlayers import losses as losses
 from jaxlayers import regularizers as regularizers
 from jaxlayers import testing as testing
@@ -30,7 +31,17 @@ from jaxlayers.train import EarlyStopping as EarlyStopping
 from jaxlayers.train import fit as fit
 from jaxlayers.layers.activation import Activation as Activation
 from jaxlayers.layers.activation import PReLU as PReLU
+from jaxlayers.layers.cells import Cell as Cell
+from jaxlayers.layers.cells import GRUCell as GRUCell
+from jaxlayers.layers.cells import LSTMCell as LSTMCell
+from jaxlayers.layers.cells import SimpleRNNCell as SimpleRNNCell
 from jaxlayers.layers.dense import Dense as Dense
+from jaxlayers.layers.embedding import Embedding as Embedding
+from jaxlayers.layers.embedding import check_ids as check_ids
+from jaxlayers.layers.recurrent import GRU as GRU
+from jaxlayers.layers.recurrent import LSTM as LSTM
+from jaxlayers.layers.recurrent import SimpleRNN as SimpleRNN
+from jaxlayers.layers.wrappers import Bidirectional as Bidirectional
 from jaxlayers.layers.conv import Conv1D as Conv1D
 from jaxlayers.layers.conv import Conv2D as Conv2D
 from jaxlayers.layers.conv import Conv3D as Conv3D
@@ -79,18 +90,19 @@ from jaxlayers.layers.shape import Reshape as Reshape
 # Public layers (every one is in tests/registry.py) and functions, sorted.
 LAYERS = (
     "Activation", "AdaptiveAvgPool2D", "Add", "AvgPool1D", "AvgPool2D", "AvgPool3D",
-    "BatchNorm", "Concatenate", "Conv1D", "Conv1DTranspose", "Conv2D", "Conv2DTranspose",
-    "Conv3D", "Conv3DTranspose", "Cropping1D", "Cropping2D", "Cropping3D",
-    "CrossChannelNormalization", "Dense", "DepthwiseConv2D", "Dropout", "Flatten",
-    "GlobalAvgPool1D", "GlobalAvgPool2D", "GlobalAvgPool3D", "GlobalMaxPool1D",
-    "GlobalMaxPool2D", "GlobalMaxPool3D", "Input", "LayerNorm", "MaxPool1D", "MaxPool2D",
-    "MaxPool3D", "Multiply", "PReLU", "Reshape", "Resize", "SeparableConv1D",
-    "SeparableConv2D", "SpatialDropout1D", "SpatialDropout2D", "SpatialDropout3D",
-    "UpSampling1D", "UpSampling2D", "UpSampling3D", "ZeroPadding1D", "ZeroPadding2D",
-    "ZeroPadding3D",
+    "BatchNorm", "Bidirectional", "Concatenate", "Conv1D", "Conv1DTranspose", "Conv2D",
+    "Conv2DTranspose", "Conv3D", "Conv3DTranspose", "Cropping1D", "Cropping2D",
+    "Cropping3D", "CrossChannelNormalization", "Dense", "DepthwiseConv2D", "Dropout",
+    "Embedding", "Flatten", "GRU", "GlobalAvgPool1D", "GlobalAvgPool2D", "GlobalAvgPool3D",
+    "GlobalMaxPool1D", "GlobalMaxPool2D", "GlobalMaxPool3D", "Input", "LSTM", "LayerNorm",
+    "MaxPool1D", "MaxPool2D", "MaxPool3D", "Multiply", "PReLU", "Reshape", "Resize",
+    "SeparableConv1D", "SeparableConv2D", "SimpleRNN", "SpatialDropout1D",
+    "SpatialDropout2D", "SpatialDropout3D", "UpSampling1D", "UpSampling2D", "UpSampling3D",
+    "ZeroPadding1D", "ZeroPadding2D", "ZeroPadding3D",
 )
 __all__ = sorted(LAYERS + (
-    "EarlyStopping", "Layer", "Masked", "fit", "Sequential", "activations", "count_params", "fanout",
+    "Cell", "EarlyStopping", "GRUCell", "LSTMCell", "Layer", "Masked", "SimpleRNNCell",
+    "check_ids", "fit", "interop", "Sequential", "activations", "count_params", "fanout",
     "initializers", "losses", "output_shape", "parallel", "regularizers", "repeat",
     "residual", "serial", "summary", "testing", "train",
 ))

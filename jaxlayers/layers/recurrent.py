@@ -1,0 +1,312 @@
+"""Recurrent layers (SimpleRNN, LSTM, GRU) run with `lax.scan` over one-step cells."""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax import lax
+
+from jaxlayers._checks import (as_struct, check_float, check_last_axis, check_one_of,
+                               check_positive_int, check_rank, check_rate, compute_dtype,
+                               shape_of)
+from jaxlayers.core import Layer, Masked
+from jaxlayers.initializers import glorot_uniform, orthogonal, zeros
+from jaxlayers.layers.cells import (IMPLEMENTATIONS, Cell, GRUCell, LSTMCell, SimpleRNNCell,
+                                    _gru_kind, _initial_carry, _Kind, _lstm_kind,
+                                    _simple_rnn_kind)
+
+__all__ = ["SimpleRNN", "LSTM", "GRU", "sequence_mask",
+           # the cells live in jaxlayers.layers.cells; importable from here too
+           "Cell", "SimpleRNNCell", "LSTMCell", "GRUCell", "IMPLEMENTATIONS"]
+
+
+def _default_implementation() -> str:
+    return "inside" if jax.default_backend() == "cpu" else "hoisted"
+
+
+# ---------------------------------------------------------------- inputs of apply
+
+def sequence_mask(layer: str, x, mask=None, lengths=None):
+    """Split a sequence input into (values (N, T, F), bool mask (N, T) or None, was_masked).
+
+    The padding may come as a `jl.Masked` input, `mask=` (bool (N, T)) or `lengths=`
+    (int (N,), valid steps first): one of them at most. Checks rank, dtype and shapes.
+    `lengths` outside [0, T] raise a ValueError when they are concrete (outside jit);
+    under jit they act as clipped to [0, T].
+    """
+    was_masked = isinstance(x, Masked)
+    given = [n for n, v in (("a jl.Masked input", was_masked), ("mask=", mask is not None),
+                            ("lengths=", lengths is not None)) if v]
+    if len(given) > 1:
+        raise ValueError(f"{layer}: give the padding one way only, got {' and '.join(given)}.")
+    if was_masked:
+        x, mask = x.values, x.mask
+    check_float(layer, x)
+    check_rank(layer, x, 3, "(N, T, features)")
+    n, t = x.shape[:2]
+    # Python lists are fine too; anything else is checked for shape and dtype below
+    mask, lengths = (np.asarray(a) if isinstance(a, (list, tuple)) else a
+                     for a in (mask, lengths))
+    if mask is not None:
+        if not hasattr(mask, "shape") or tuple(mask.shape) != (n, t):
+            raise ValueError(f"{layer}: mask must have shape (N, T) = {(n, t)}, got "
+                             f"{tuple(getattr(mask, 'shape', ()))} for input shape "
+                             f"{tuple(x.shape)}.")
+        if not (jnp.issubdtype(mask.dtype, jnp.bool_) or jnp.issubdtype(mask.dtype, jnp.integer)):
+            raise TypeError(f"{layer}: mask must be bool (True = a real step), got "
+                            f"{mask.dtype}.")
+        mask = mask.astype(bool)
+    if lengths is not None:
+        if not hasattr(lengths, "shape") or tuple(lengths.shape) != (n,):
+            raise ValueError(f"{layer}: lengths must have shape (N,) = ({n},), got "
+                             f"{tuple(getattr(lengths, 'shape', ()))}.")
+        if not jnp.issubdtype(lengths.dtype, jnp.integer):
+            raise TypeError(f"{layer}: lengths must be integers, got {lengths.dtype}.")
+        if not isinstance(lengths, jax.core.Tracer):  # concrete: the values can be checked
+            bad = np.asarray(lengths)
+            bad = bad[(bad < 0) | (bad > t)]
+            if bad.size:
+                raise ValueError(f"{layer}: lengths must be in [0, T] = [0, {t}], got "
+                                 f"{bad.tolist()}.")
+        mask = jnp.arange(t)[None, :] < lengths[:, None]
+    return x, mask, was_masked
+
+
+def _initial_state(kind: _Kind, initial_state, n: int, dtype):
+    if initial_state is None:
+        return _initial_carry(kind, n, dtype)
+    states = tuple(initial_state) if isinstance(initial_state, (tuple, list)) \
+        else (initial_state,)
+    want = "(h, c)" if kind.has_c else "h"
+    count = 2 if kind.has_c else 1
+    if len(states) != count:
+        raise ValueError(f"{kind.name}: initial_state must be {want} ({count} array"
+                         f"{'s' if count > 1 else ''} of shape (N, units)), got "
+                         f"{len(states)} arrays.")
+    for s in states:
+        if not hasattr(s, "shape") or tuple(s.shape) != (n, kind.units):
+            raise ValueError(f"{kind.name}: initial_state must have shape (N, units) = "
+                             f"{(n, kind.units)}, got {tuple(getattr(s, 'shape', ()))}.")
+    states = tuple(s.astype(dtype) for s in states)
+    return states if kind.has_c else states[0]
+
+
+def _dropout_masks(name, key, x, units, rate, recurrent_rate, dtype):
+    """One mask per sequence, reused at every step (Keras; Gal & Ghahramani 2016)."""
+    if key is None:
+        raise ValueError(f"{name}: training=True with dropout needs a PRNG key, got key=None; "
+                         f"pass key=jax.random.key(seed) to apply.")
+    n, _, d = x.shape
+    if rate > 0:
+        keep = jax.random.bernoulli(jax.random.fold_in(key, 0), 1.0 - rate, (n, 1, d))
+        keep = jnp.broadcast_to(keep, x.shape)
+        x = jnp.where(keep, x / jnp.asarray(1.0 - rate, x.dtype), jnp.zeros_like(x))
+    rmask = None
+    if recurrent_rate > 0:
+        keep = jax.random.bernoulli(jax.random.fold_in(key, 1), 1.0 - recurrent_rate,
+                                    (n, units))
+        rmask = jnp.where(keep, 1.0 / (1.0 - recurrent_rate), 0.0).astype(dtype)
+    return x, rmask
+
+
+def _scan(kind, p, x, mask, carry, implementation, rmask, go_backwards, unroll,
+          return_sequences):
+    """Run the cell over time. x (N, T, D) -> outputs (N, T, H) or None, final carry."""
+    xs = jnp.swapaxes(x, 0, 1)  # (T, N, D): scan runs over the leading axis
+    if implementation == "hoisted":
+        t, n, d = xs.shape
+        xs = kind.project(p, xs.reshape(t * n, d)).reshape(t, n, -1)
+    ms = None if mask is None else jnp.swapaxes(mask, 0, 1)
+
+    def step(carry, inputs):
+        x_t, m_t = inputs
+        new, h = kind.core(p, carry, x_t, implementation, rmask)
+        if m_t is not None:  # a padded step keeps the state and outputs zeros
+            keep = jnp.broadcast_to(m_t[:, None], h.shape)
+            new = jax.tree.map(lambda a, b: jnp.where(keep, a, b), new, carry)
+            h = jnp.where(keep, h, jnp.zeros_like(h))
+        return new, (h if return_sequences else None)
+
+    carry, ys = lax.scan(step, carry, (xs, ms), reverse=go_backwards, unroll=unroll)
+    if return_sequences:
+        ys = jnp.swapaxes(ys, 0, 1)
+        if go_backwards:  # outputs in reading order, as Keras
+            ys = jnp.flip(ys, axis=1)
+    return ys, carry
+
+
+def _layer(kind: _Kind, *, return_sequences, return_state, go_backwards, unroll, dropout,
+           recurrent_dropout, implementation, dtype) -> Layer:
+    name = kind.name
+    dropout = check_rate(name, "dropout", dropout)
+    recurrent_dropout = check_rate(name, "recurrent_dropout", recurrent_dropout)
+    if not isinstance(unroll, bool):
+        check_positive_int(name, "unroll", unroll)
+    if implementation is not None:
+        check_one_of(name, "implementation", implementation, IMPLEMENTATIONS)
+
+    def init(key, input_shape):
+        shape = shape_of(as_struct(input_shape))
+        if len(shape) != 3:
+            raise ValueError(f"{name}: input must have rank 3 (N, T, features), "
+                             f"got shape {shape}.")
+        return kind.init(key, shape[-1]), {}
+
+    def apply(params, state, x, *, key=None, training=False, initial_state=None, mask=None,
+              lengths=None):
+        x, mask, was_masked = sequence_mask(name, x, mask, lengths)
+        check_last_axis(name, x, params["kernel"].shape[0])
+        compute = compute_dtype(x, dtype)
+        x = x.astype(compute)
+        carry = _initial_state(kind, initial_state, x.shape[0], compute)
+        rmask = None
+        if training and (dropout > 0 or recurrent_dropout > 0):
+            x, rmask = _dropout_masks(name, key, x, kind.units, dropout, recurrent_dropout,
+                                      compute)
+        form = implementation or _default_implementation()
+        p = kind.prepare(params, form, compute)
+        ys, carry = _scan(kind, p, x, mask, carry, form, rmask, go_backwards, unroll,
+                          return_sequences)
+        h = carry[0] if kind.has_c else carry
+        y = ys if return_sequences else h
+        if return_sequences and was_masked:  # pass the padding on to the next layer
+            y = Masked(y, jnp.flip(mask, axis=1) if go_backwards else mask)
+        if return_state:
+            return ((y,) + tuple(carry) if kind.has_c else (y, carry)), state
+        return y, state
+
+    return Layer(init, apply, name=kind.name)
+
+
+_LAYER_DOC_COMMON = """
+    Options (as Keras): return_sequences=False returns the last valid step's h (N, units),
+    True all outputs (N, T, units); return_state=True returns (output, h) — (output, h, c)
+    for LSTM; go_backwards=True reads the sequence backwards and returns the outputs in that
+    order; unroll is passed to `lax.scan`; dropout / recurrent_dropout drop inputs / the h
+    fed to the recurrent matmul with one mask per sequence reused at every step (needs
+    `key` when training; the carried state itself is not dropped); activation (default
+    "tanh") and recurrent_activation (gates, default "sigmoid") are names or callables;
+    kernel_init (glorot_uniform), recurrent_init (orthogonal), bias_init (zeros);
+    use_bias=False leaves no "bias" key; dtype (compute, default the input's) and
+    param_dtype (storage).
+
+    apply(params, state, x, *, key=None, training=False, initial_state=None, mask=None,
+          lengths=None):
+      initial_state: h (N, units), or (h, c) for LSTM; zeros by default.
+      mask: bool (N, T), True on real steps; lengths: int (N,), the first lengths[i] steps
+      are real; a `jl.Masked` input does the same (give one of the three). A padded step
+      leaves the state unchanged and outputs zeros (PyTorch's packed-sequence convention;
+      Keras repeats the previous output); a sequence with no valid step outputs its
+      initial state. With a `jl.Masked` input and return_sequences=True the output is a
+      `jl.Masked` with the same mask (reversed with go_backwards), so layers stack.
+
+    Advanced: implementation=None picks the step formulation for the backend ("inside"
+    on CPU, "hoisted" on GPU/TPU, measured: DESIGN.md §5); "hoisted", "inside" and "fused"
+    compute the same function (tested equal) at different speeds.
+
+    Raises:
+      ValueError: bad units/rates/unroll/implementation or unknown activation
+        (construction); input not of rank 3 or with the wrong feature count, mask not
+        (N, T), lengths not (N,) or (outside jit) outside [0, T], initial_state of the
+        wrong count or shape, training with dropout and key=None (trace time).
+      TypeError: a non-float input, a non-bool mask, non-integer lengths.
+"""
+
+
+def _with_common_doc(fn):
+    fn.__doc__ = fn.__doc__ + _LAYER_DOC_COMMON
+    return fn
+
+
+@_with_common_doc
+def SimpleRNN(units: int, *, activation="tanh", use_bias: bool = True,
+              return_sequences: bool = False, return_state: bool = False,
+              go_backwards: bool = False, unroll: int = 1, dropout: float = 0.0,
+              recurrent_dropout: float = 0.0, kernel_init=glorot_uniform(),
+              recurrent_init=orthogonal(), bias_init=zeros, implementation=None, dtype=None,
+              param_dtype=jnp.float32) -> Layer:
+    """Elman RNN over time (seeds 003 Q17, 004 part 03).
+
+    Math: h_t = activation(x_t @ kernel + h_{t-1} @ recurrent_kernel + bias), h_0 = 0.
+
+    Shapes: x (N, T, D) -> (N, units), or (N, T, units) with return_sequences.
+    params {"kernel": (D, units), "recurrent_kernel": (units, units), "bias": (units,)}:
+    units * (D + units + 1) numbers (seed 003: 256 * (100 + 256 + 1) = 91,392). state {}.
+    """
+    kind = _simple_rnn_kind("SimpleRNN", units, activation=activation, use_bias=use_bias,
+                            kernel_init=kernel_init, recurrent_init=recurrent_init,
+                            bias_init=bias_init, param_dtype=param_dtype)
+    return _layer(kind, return_sequences=return_sequences, return_state=return_state,
+                  go_backwards=go_backwards, unroll=unroll, dropout=dropout,
+                  recurrent_dropout=recurrent_dropout, implementation=implementation,
+                  dtype=dtype)
+
+
+@_with_common_doc
+def LSTM(units: int, *, activation="tanh", recurrent_activation="sigmoid",
+         use_bias: bool = True, unit_forget_bias: bool = True,
+         return_sequences: bool = False, return_state: bool = False,
+         go_backwards: bool = False, unroll: int = 1, dropout: float = 0.0,
+         recurrent_dropout: float = 0.0, kernel_init=glorot_uniform(),
+         recurrent_init=orthogonal(), bias_init=zeros, implementation=None, dtype=None,
+         param_dtype=jnp.float32) -> Layer:
+    """Long short-term memory over time (Hochreiter & Schmidhuber 1997; seed 004 part 03).
+
+    Math (σ = recurrent_activation, tanh = activation), with
+      [i, f, c~, o] = split(x_t @ kernel + h_{t-1} @ recurrent_kernel + bias, 4):
+      c_t = σ(f) * c_{t-1} + σ(i) * tanh(c~),   h_t = σ(o) * tanh(c_t).
+    The gate columns are in the order i, f, c, o (as Keras and PyTorch's i, f, g, o).
+
+    Shapes: x (N, T, D) -> (N, units), or (N, T, units) with return_sequences.
+    params {"kernel": (D, 4U), "recurrent_kernel": (U, 4U), "bias": (4U,)}:
+    4U(D + U + 1) numbers, 4U(D + U) without bias. state {}.
+    unit_forget_bias=True starts the forget-gate slice bias[U:2U] at 1 (Keras; Jozefowicz
+    et al. 2015); it is stored in params, nothing is added in apply.
+    """
+    kind = _lstm_kind("LSTM", units, activation=activation,
+                      recurrent_activation=recurrent_activation, use_bias=use_bias,
+                      unit_forget_bias=unit_forget_bias, kernel_init=kernel_init,
+                      recurrent_init=recurrent_init, bias_init=bias_init,
+                      param_dtype=param_dtype)
+    return _layer(kind, return_sequences=return_sequences, return_state=return_state,
+                  go_backwards=go_backwards, unroll=unroll, dropout=dropout,
+                  recurrent_dropout=recurrent_dropout, implementation=implementation,
+                  dtype=dtype)
+
+
+@_with_common_doc
+def GRU(units: int, *, activation="tanh", recurrent_activation="sigmoid",
+        use_bias: bool = True, reset_after: bool = False,
+        return_sequences: bool = False, return_state: bool = False,
+        go_backwards: bool = False, unroll: int = 1, dropout: float = 0.0,
+        recurrent_dropout: float = 0.0, kernel_init=glorot_uniform(),
+        recurrent_init=orthogonal(), bias_init=zeros, implementation=None, dtype=None,
+        param_dtype=jnp.float32) -> Layer:
+    """Gated recurrent unit over time (Cho et al. 2014), with the seeds' update rule.
+
+    Math (σ = recurrent_activation, tanh = activation; W = kernel, U = recurrent_kernel,
+    columns in the order z, r, h):
+      z = σ(x_t W_z + h_{t-1} U_z + b_z),  r = σ(x_t W_r + h_{t-1} U_r + b_r)
+      reset_after=False (default, seed 004):  h~ = tanh(x_t W_h + (r * h_{t-1}) U_h + b_h)
+      reset_after=True (cuDNN/PyTorch):        h~ = tanh(x_t W_h + b_h + r * (h_{t-1} U_h + b'_h))
+      h_t = (1 - z) * h_{t-1} + z * h~          in both modes (seed 004's rule)
+
+    Note: Keras and PyTorch write h_t = z * h_{t-1} + (1 - z) * h~, so their z is our
+    1 - z: weights convert with the update gate's kernels and biases negated
+    (`jl.interop.from_torch("GRU", ...)` does it). PyTorch's GRU is reset_after=True.
+
+    Shapes: x (N, T, D) -> (N, units), or (N, T, units) with return_sequences.
+    params {"kernel": (D, 3U), "recurrent_kernel": (U, 3U), "bias": (3U,)}:
+    3U(D + U + 1) numbers (3U(D + U) without bias); with reset_after=True "bias" is
+    (2, 3U): row 0 the input bias b, row 1 the recurrent bias b' (as Keras). state {}.
+    """
+    kind = _gru_kind("GRU", units, activation=activation,
+                     recurrent_activation=recurrent_activation, use_bias=use_bias,
+                     reset_after=reset_after, kernel_init=kernel_init,
+                     recurrent_init=recurrent_init, bias_init=bias_init,
+                     param_dtype=param_dtype)
+    return _layer(kind, return_sequences=return_sequences, return_state=return_state,
+                  go_backwards=go_backwards, unroll=unroll, dropout=dropout,
+                  recurrent_dropout=recurrent_dropout, implementation=implementation,
+                  dtype=dtype)
