@@ -119,6 +119,21 @@ def _out_spec(layer: Layer, params, state, spec):
     return jax.eval_shape(run, params, state, spec)
 
 
+def _check_tree(where: str, what: str, tree, children) -> None:
+    """A combinator's params/state must be the container its init returned."""
+    if isinstance(children, dict):
+        ok = isinstance(tree, dict) and set(tree) == set(children)
+        want = f"a dict with keys {sorted(children)}"
+    else:
+        ok = isinstance(tree, (tuple, list)) and len(tree) == len(children)
+        want = f"a tuple of {len(children)} entries, one per child"
+    if not ok:
+        got = (f"dict with keys {sorted(tree)}" if isinstance(tree, dict) else
+               f"{type(tree).__name__} of length {len(tree)}"
+               if isinstance(tree, (tuple, list)) else type(tree).__name__)
+        raise ValueError(f"{where}: {what} must be {want} (as init returns it), got {got}.")
+
+
 def _collect(where: str, layers: tuple, named: dict):
     if layers and named:
         raise ValueError(f"{where}: give the children all by position or all by keyword, "
@@ -157,6 +172,8 @@ def serial(*layers: Layer, **named_layers: Layer) -> Layer:
         return _container(children, params), _container(children, state)
 
     def apply(params, state, x, *, key=None, training=False):
+        _check_tree("serial", "params", params, children)
+        _check_tree("serial", "state", state, children)
         new_state = []
         for name, child in items:
             x, s = child.apply(params[name], state[name], x,
@@ -203,6 +220,8 @@ def parallel(*layers: Layer, **named_layers: Layer) -> Layer:
                 _container(children, [s for _, s in pairs]))
 
     def apply(params, state, x, *, key=None, training=False):
+        _check_tree("parallel", "params", params, children)
+        _check_tree("parallel", "state", state, children)
         xs = _inputs(x)
         outs = [child.apply(params[name], state[name], xs[name],
                             key=child_key(key, name), training=training)

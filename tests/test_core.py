@@ -201,3 +201,16 @@ def test_combinator_children_must_be_layers():
         jl.serial(jl.Dense(2), "relu")
     with pytest.raises(ValueError, match="fanout: n must be a positive int"):
         jl.fanout(0)
+
+
+def test_params_or_state_of_the_wrong_structure_name_the_combinator():
+    model = jl.serial(jl.Dense(2), jl.Dense(2))
+    params, state = model.init(KEY, (1, 3))
+    with pytest.raises(ValueError, match=r"serial: state must be a tuple of 2 entries, one per "
+                                         r"child \(as init returns it\), got dict"):
+        model.apply(params, {}, jnp.ones((1, 3)))
+    with pytest.raises(ValueError, match=r"serial: params must be a tuple of 2 entries.*length 1"):
+        model.apply(params[:1], state, jnp.ones((1, 3)))
+    named = jl.serial(a=jl.Dense(2))
+    with pytest.raises(ValueError, match=r"serial: params must be a dict with keys \['a'\]"):
+        named.apply((), {"a": {}}, jnp.ones((1, 3)))
