@@ -12,10 +12,14 @@ from jaxlayers import activations as activations
 from jaxlayers import initializers as initializers
 from jaxlayers import interop as interop
 from jaxlayers import losses as losses
+from jaxlayers import models as models
 from jaxlayers import regularizers as regularizers
 from jaxlayers import testing as testing
 from jaxlayers import train as train
 from jaxlayers.core import Input as Input
+from jaxlayers.grad_check import GradcheckError as GradcheckError
+from jaxlayers.grad_check import gradcheck as gradcheck
+from jaxlayers.grad_check import gradcheck_layer as gradcheck_layer
 from jaxlayers.core import Layer as Layer
 from jaxlayers.core import Masked as Masked
 from jaxlayers.core import Sequential as Sequential
@@ -101,8 +105,8 @@ LAYERS = (
     "ZeroPadding1D", "ZeroPadding2D", "ZeroPadding3D",
 )
 __all__ = sorted(LAYERS + (
-    "Cell", "EarlyStopping", "GRUCell", "LSTMCell", "Layer", "Masked", "SimpleRNNCell",
-    "check_ids", "fit", "interop", "Sequential", "activations", "count_params", "fanout",
+    "Cell", "EarlyStopping", "GradcheckError", "gradcheck", "gradcheck_layer", "GRUCell", "LSTMCell", "Layer", "Masked", "SimpleRNNCell",
+    "check_ids", "fit", "interop", "models", "Sequential", "activations", "count_params", "fanout",
     "initializers", "losses", "output_shape", "parallel", "regularizers", "repeat",
     "residual", "serial", "summary", "testing", "train",
 ))

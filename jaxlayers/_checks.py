@@ -75,6 +75,16 @@ def shape_of(spec: Any) -> tuple[int, ...]:
     raise TypeError(f"expected a shape tuple, an array or a jax.ShapeDtypeStruct, got {spec!r}.")
 
 
+def describe(x: Any) -> str:
+    """A short description of a value for an error message: shapes, never tracer reprs."""
+    if isinstance(x, (tuple, list)):
+        inner = ", ".join(describe(v) for v in x)
+        return f"{type(x).__name__} of length {len(x)} ({inner})"
+    if hasattr(x, "shape") and hasattr(x, "dtype"):
+        return f"an array of shape {tuple(x.shape)}"
+    return type(x).__name__
+
+
 def check_positive_int(layer: str, name: str, value: Any) -> int:
     if not isinstance(value, numbers.Integral) or isinstance(value, bool) or value <= 0:
         raise ValueError(f"{layer}: {name} must be a positive int, got {value!r}.")

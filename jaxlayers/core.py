@@ -10,7 +10,7 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
-from jaxlayers._checks import as_struct, check_positive_int, is_shape, to_shape_spec
+from jaxlayers._checks import as_struct, check_positive_int, describe, is_shape, to_shape_spec
 
 __all__ = ["Layer", "Masked", "serial", "Sequential", "parallel", "fanout", "residual",
            "repeat", "Input", "output_shape", "summary", "count_params", "child_key"]
@@ -45,7 +45,9 @@ class Layer(_Pair):
     `init_fn, apply_fn = layer` unpacks it like a stax pair. `Layer(init, apply)` makes a
     layer from two functions of your own; it prints as "Layer" in `jl.summary` unless a
     `name` is given. `children` (a tuple, or a dict for keyword children) is set by the
-    combinators so that `jl.summary` can show the layers inside.
+    combinators so that `jl.summary` can show the layers inside. `input_dtype` is the
+    dtype a plain shape tuple stands for (float32 unless set: `Embedding` sets int32, so
+    `serial(Embedding(...), LSTM(...)).init(key, (N, T))` reads (N, T) as token ids).
     """
 
     # Class-level defaults: namedtuple machinery (`_make`, pytree unflattening) builds
@@ -53,10 +55,13 @@ class Layer(_Pair):
     name: str = "Layer"
     children: Any = None
     input_spec: Any = None
+    input_dtype: Any = None
 
     def __new__(cls, init: Callable, apply: Callable, *, name: str | None = None,
-                children: Any = None, input_spec: Any = None):
+                children: Any = None, input_spec: Any = None, input_dtype: Any = None):
         self = super().__new__(cls, init, apply)
+        if input_dtype is not None:
+            self.input_dtype = jnp.dtype(input_dtype)
         if name is not None:
             self.name = name
         if children is not None:
@@ -109,7 +114,7 @@ def _resolve_spec(layer: Layer, input_shape: Any):
             raise ValueError(f"{layer.name}: input_shape is required (the model does not "
                              f"start with jl.Input).")
         return layer.input_spec
-    return as_struct(input_shape)
+    return as_struct(input_shape, layer.input_dtype or jnp.float32)
 
 
 def _out_spec(layer: Layer, params, state, spec):
@@ -181,8 +186,9 @@ def serial(*layers: Layer, **named_layers: Layer) -> Layer:
             new_state.append(s)
         return x, _container(children, new_state)
 
+    first = items[0][1]
     layer = Layer(init, apply, name="Serial", children=children,
-                  input_spec=items[0][1].input_spec)
+                  input_spec=first.input_spec, input_dtype=first.input_dtype)
     return layer
 
 
@@ -206,8 +212,7 @@ def parallel(*layers: Layer, **named_layers: Layer) -> Layer:
                                  f"{sorted(children)}, got {x!r}.")
             return x
         if not isinstance(x, (tuple, list)) or len(x) != n:
-            got = f"{type(x).__name__} of length {len(x)}" if isinstance(x, (tuple, list)) \
-                else type(x).__name__
+            got = describe(x)
             raise ValueError(f"parallel: input must be a tuple of {n} inputs, got {got}.")
         return x
 
@@ -264,7 +269,7 @@ def residual(layer: Layer) -> Layer:
     inner = _as_layer(layer)
 
     def init(key, input_shape):
-        return inner.init(child_key(key, 0), input_shape)
+        return inner.init(child_key(key, 0), _resolve_spec(layer, input_shape))
 
     def apply(params, state, x, *, key=None, training=False):
         fx, state = inner.apply(params, state, x, key=child_key(key, 0), training=training)
@@ -273,7 +278,9 @@ def residual(layer: Layer) -> Layer:
                              f"{tuple(x.shape)}, got {tuple(fx.shape)}; add a projection.")
         return x + fx, state
 
-    return Layer(init, apply, name=f"Residual({inner.name})", children=(inner,))
+    layer = Layer(init, apply, name=f"Residual({inner.name})", children=(inner,),
+                  input_dtype=inner.input_dtype)
+    return layer
 
 
 def repeat(layer: Layer, n: int, *, remat: bool = False) -> Layer:
@@ -293,7 +300,7 @@ def repeat(layer: Layer, n: int, *, remat: bool = False) -> Layer:
     def init(key, input_shape):
         spec = as_struct(input_shape)
         keys = jax.vmap(lambda i: jax.random.fold_in(key, i))(jnp.arange(n))
-        params, state = jax.vmap(lambda k: inner.init(k, spec))(keys)
+        params, state = jax.vmap(lambda k: inner.init(k, to_shape_spec(spec)))(keys)
         out = _out_spec(inner, jax.tree.map(lambda a: a[0], params),
                         jax.tree.map(lambda a: a[0], state), spec)
         if out.shape != spec.shape:
@@ -333,8 +340,8 @@ def Input(shape, *, dtype=jnp.float32, batch_size: int = 1) -> Layer:
 
     def _check(got):
         if tuple(got[1:]) != shape:
-            raise ValueError(f"Input: input must have shape (N, {', '.join(map(str, shape))}"
-                             f"{',' if len(shape) == 1 else ''}), got {tuple(got)}.")
+            raise ValueError(f"Input: input must have shape (N, {', '.join(map(str, shape))})"
+                             f", got {tuple(got)}.")
 
     def init(key, input_shape=None):
         del key
@@ -345,6 +352,10 @@ def Input(shape, *, dtype=jnp.float32, batch_size: int = 1) -> Layer:
     def apply(params, state, x, *, key=None, training=False):
         del params, key, training
         _check(x.shape)
+        # the kind, not the width: float64 (gradcheck) or bfloat16 compute may replace float32
+        if jnp.issubdtype(x.dtype, jnp.floating) != jnp.issubdtype(spec.dtype, jnp.floating):
+            raise TypeError(f"Input: input must have a dtype of the kind of {spec.dtype}, "
+                            f"got {x.dtype}.")
         return x, state
 
     return Layer(init, apply, name="Input", input_spec=spec)
@@ -361,7 +372,8 @@ def output_shape(layer: Layer, input_shape: Any = None):
     structure of shapes for a layer with several outputs.
     """
     spec = _resolve_spec(_as_layer(layer), input_shape)
-    params, state = jax.eval_shape(lambda k: layer.init(k, spec), jax.random.key(0))
+    params, state = jax.eval_shape(lambda k: layer.init(k, to_shape_spec(spec)),
+                                   jax.random.key(0))
     return _shapes(_out_spec(_as_layer(layer), params, state, spec))
 
 
@@ -396,7 +408,8 @@ def summary(layer: Layer, input_shape: Any = None, *, print_fn: Callable | None 
     """
     layer = _as_layer(layer)
     spec = _resolve_spec(layer, input_shape)
-    params, state = jax.eval_shape(lambda k: layer.init(k, spec), jax.random.key(0))
+    params, state = jax.eval_shape(lambda k: layer.init(k, to_shape_spec(spec)),
+                                   jax.random.key(0))
     rows, _ = _summary_rows(layer, params, state, spec, ())
     header = ("Layer (path)", "Type", "Output shape", "Param #")
     table = [header] + [(p, t, str(s), f"{n:,}") for p, t, s, n, _ in rows]

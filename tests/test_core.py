@@ -143,8 +143,11 @@ def test_input_declares_shape():
     assert params[1]["kernel"].shape == (8, 4)
     assert jl.output_shape(model) == (1, 4)
     assert jl.output_shape(model, (7, 8)) == (7, 4)
-    with pytest.raises(ValueError, match=r"Input: input must have shape \(N, 8,\), got \(2, 9\)"):
+    with pytest.raises(ValueError, match=r"Input: input must have shape \(N, 8\), got \(2, 9\)"):
         model.apply(params, ({}, {}), jnp.ones((2, 9)))
+    with pytest.raises(TypeError, match="Input: input must have a dtype of the kind of float32, "
+                                        "got int32"):
+        model.apply(params, ({}, {}), jnp.ones((2, 8), jnp.int32))
     with pytest.raises(ValueError, match="Input: shape must be a tuple of ints"):
         jl.Input(8)
     with pytest.raises(ValueError, match="Dense: input_shape is required"):

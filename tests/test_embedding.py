@@ -6,6 +6,8 @@ import numpy as np
 import pytest
 import torch
 
+import jaxlayers as jl
+
 from jaxlayers.core import Masked, output_shape, serial
 from jaxlayers.interop import from_torch
 from jaxlayers.layers.embedding import Embedding, check_ids
@@ -88,3 +90,11 @@ def test_errors_name_the_layer():
         Embedding(0, 3)
     with pytest.raises(ValueError, match="Embedding: dim must be a positive int"):
         Embedding(10, 2.5)
+
+
+def test_a_plain_shape_means_token_ids_for_a_model_that_starts_with_embedding():
+    model = jl.serial(jl.Embedding(20, 4, mask_zero=True), jl.LSTM(3))
+    params, state = model.init(jax.random.key(0), (2, 5))  # no ShapeDtypeStruct needed
+    assert params[1]["kernel"].shape == (4, 12)
+    assert jl.output_shape(model, (2, 5)) == (2, 3)
+    assert "Embedding" in jl.summary(model, (2, 5), print_fn=None)

@@ -38,7 +38,8 @@ def Embedding(vocab_size: int, dim: int, *, mask_zero: bool = False,
 
     Equivalent to one_hot(ids, vocab_size) @ embeddings, without building the one-hot.
 
-    Shapes: ids (N, T) (any integer shape) -> y (N, T, dim).
+    Shapes: ids (N, T) (any integer shape) -> y (N, T, dim). A plain shape tuple given to
+    `init`, `jl.output_shape` or `jl.summary` stands for int32 ids.
     params {"embeddings": (vocab_size, dim)}; state {}.
 
     Args:
@@ -90,4 +91,4 @@ def Embedding(vocab_size: int, dim: int, *, mask_zero: bool = False,
         y = jnp.take(table, safe, axis=0, mode="fill", fill_value=jnp.nan)
         return (Masked(y, ids != 0) if mask_zero else y), state
 
-    return Layer(init, apply, name="Embedding")
+    return Layer(init, apply, name="Embedding", input_dtype=jnp.int32)

@@ -7,14 +7,13 @@ import operator
 
 import jax.numpy as jnp
 
-from jaxlayers._checks import check_array
+from jaxlayers._checks import check_array, describe
 from jaxlayers.core import Layer
 
 
 def _inputs(layer, xs, min_count=2):
     if not isinstance(xs, (tuple, list)) or len(xs) < min_count:
-        got = f"{type(xs).__name__} of length {len(xs)}" if isinstance(xs, (tuple, list)) \
-            else f"a single {type(xs).__name__}"
+        got = describe(xs) if isinstance(xs, (tuple, list)) else f"a single {describe(xs)}"
         raise ValueError(f"{layer}: input must be a tuple of at least {min_count} arrays, "
                          f"got {got}.")
     for x in xs:
