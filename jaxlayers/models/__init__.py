@@ -1,0 +1,45 @@
+"""Model builders: classic CNNs as `jl.Layer`s with readable param paths (torchvision counts).
+
+    import jax, jaxlayers as jl
+    from jaxlayers import models
+    model = models.resnet18(num_classes=10)
+    params, state = model.init(jax.random.key(0), (8, 32, 32, 3))
+    logits, state = model.apply(params, state, x, key=key, training=True)
+
+Every builder returns logits (no softmax). Its parameter count equals the reference
+implementation's (torchvision's builder where there is one) with 1000 classes.
+"""
+
+from jaxlayers.models.alexnet import alexnet as alexnet
+from jaxlayers.models.densenet import densenet121 as densenet121
+from jaxlayers.models.densenet import densenet161 as densenet161
+from jaxlayers.models.densenet import densenet169 as densenet169
+from jaxlayers.models.densenet import densenet201 as densenet201
+from jaxlayers.models.efficientnet import efficientnet_b0 as efficientnet_b0
+from jaxlayers.models.efficientnet import efficientnet_b1 as efficientnet_b1
+from jaxlayers.models.efficientnet import efficientnet_b2 as efficientnet_b2
+from jaxlayers.models.efficientnet import efficientnet_b3 as efficientnet_b3
+from jaxlayers.models.efficientnet import efficientnet_b4 as efficientnet_b4
+from jaxlayers.models.efficientnet import efficientnet_b5 as efficientnet_b5
+from jaxlayers.models.efficientnet import efficientnet_b6 as efficientnet_b6
+from jaxlayers.models.efficientnet import efficientnet_b7 as efficientnet_b7
+from jaxlayers.models.googlenet import googlenet as googlenet
+from jaxlayers.models.lenet import lenet5 as lenet5
+from jaxlayers.models.mobilenet import mobilenet_v2 as mobilenet_v2
+from jaxlayers.models.resnet import resnet18 as resnet18
+from jaxlayers.models.resnet import resnet34 as resnet34
+from jaxlayers.models.resnet import resnet50 as resnet50
+from jaxlayers.models.resnet import resnet101 as resnet101
+from jaxlayers.models.resnet import resnet152 as resnet152
+from jaxlayers.models.vgg import vgg11 as vgg11
+from jaxlayers.models.vgg import vgg13 as vgg13
+from jaxlayers.models.vgg import vgg16 as vgg16
+from jaxlayers.models.vgg import vgg19 as vgg19
+
+__all__ = sorted([
+    "alexnet", "densenet121", "densenet161", "densenet169", "densenet201",
+    "efficientnet_b0", "efficientnet_b1", "efficientnet_b2", "efficientnet_b3",
+    "efficientnet_b4", "efficientnet_b5", "efficientnet_b6", "efficientnet_b7",
+    "googlenet", "lenet5", "mobilenet_v2", "resnet18", "resnet34", "resnet50",
+    "resnet101", "resnet152", "vgg11", "vgg13", "vgg16", "vgg19",
+])
