@@ -9,6 +9,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jaxlayers.masked import Masked
+
 
 class ShapeSpec(tuple):
     """A shape tuple that also carries a dtype: what combinators hand to a child's init.
@@ -46,8 +48,6 @@ def as_struct(spec: Any, dtype=jnp.float32):
     A spec is a shape tuple (float32 unless `dtype` says otherwise), an array, a
     `jax.ShapeDtypeStruct`, a `Masked` of those, or a tuple of specs (multi-input layers).
     """
-    from jaxlayers.core import Masked  # local: core imports this module
-
     if isinstance(spec, Masked):
         return Masked(as_struct(spec.values, dtype), as_struct(spec.mask, jnp.bool_))
     if isinstance(spec, jax.ShapeDtypeStruct):
@@ -64,8 +64,6 @@ def as_struct(spec: Any, dtype=jnp.float32):
 
 def shape_of(spec: Any) -> tuple[int, ...]:
     """The shape of a single-input spec (shape tuple, array, struct, or Masked)."""
-    from jaxlayers.core import Masked
-
     if isinstance(spec, Masked):
         spec = spec.values
     if is_shape(spec):
@@ -105,8 +103,6 @@ def check_positive_float(layer: str, name: str, value: Any) -> float:
 
 def check_array(layer: str, x: Any) -> None:
     """Refuse a `jl.Masked` (or any non-array) in a layer that is not mask-aware."""
-    from jaxlayers.core import Masked
-
     if isinstance(x, Masked):
         raise TypeError(f"{layer}: does not accept a jl.Masked input (it cannot honour the "
                         f"mask); got Masked(values{tuple(x.values.shape)}, "

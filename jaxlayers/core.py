@@ -11,21 +11,10 @@ import jax.numpy as jnp
 from jax import lax
 
 from jaxlayers._checks import as_struct, check_positive_int, describe, is_shape, to_shape_spec
+from jaxlayers.masked import Masked
 
 __all__ = ["Layer", "Masked", "serial", "Sequential", "parallel", "fanout", "residual",
            "repeat", "Input", "output_shape", "summary", "count_params", "child_key"]
-
-
-class Masked(NamedTuple):
-    """A sequence and its validity mask, passed between mask-aware layers.
-
-    values: (N, T, ...) array; mask: bool (N, T), True where a step is real.
-    `Embedding(mask_zero=True)` returns one; recurrent layers, Dropout, Dense and the
-    other per-step layers use it or pass it on; any other layer raises a TypeError.
-    """
-
-    values: Any
-    mask: Any
 
 
 class _Pair(NamedTuple):

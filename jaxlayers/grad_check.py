@@ -17,6 +17,7 @@ import numpy as np
 from jax import lax
 
 from jaxlayers._checks import as_struct, is_shape, to_shape_spec
+from jaxlayers.masked import Masked
 
 __all__ = ["gradcheck", "gradcheck_layer", "GradcheckError", "GradcheckReport", "LeafCheck"]
 
@@ -236,8 +237,6 @@ def random_input(input_shape: Any, dtype, rng: np.random.Generator) -> Any:
     values in [0, 4), bool ones fair coins; arrays are used as given; the mask of a
     `jl.Masked` spec is a random prefix mask (at least one valid step per row).
     """
-    from jaxlayers.core import Masked  # local: core imports _checks, keep imports one-way
-
     if isinstance(input_shape, Masked):
         values = random_input(input_shape.values, dtype, rng)
         mask_shape = tuple(as_struct(input_shape.mask, jnp.bool_).shape)
