@@ -17,6 +17,9 @@ from jaxlayers import regularizers as regularizers
 from jaxlayers import testing as testing
 from jaxlayers import train as train
 from jaxlayers.core import Input as Input
+from jaxlayers.freeze import freeze as freeze
+from jaxlayers.freeze import frozen as frozen
+from jaxlayers.freeze import path_strings as path_strings
 from jaxlayers.grad_check import GradcheckError as GradcheckError
 from jaxlayers.grad_check import gradcheck as gradcheck
 from jaxlayers.grad_check import gradcheck_layer as gradcheck_layer
@@ -106,7 +109,7 @@ LAYERS = (
 )
 __all__ = sorted(LAYERS + (
     "Cell", "EarlyStopping", "GradcheckError", "gradcheck", "gradcheck_layer", "GRUCell", "LSTMCell", "Layer", "Masked", "SimpleRNNCell",
-    "check_ids", "fit", "interop", "models", "Sequential", "activations", "count_params", "fanout",
+    "check_ids", "fit", "freeze", "frozen", "interop", "models", "path_strings", "Sequential", "activations", "count_params", "fanout",
     "initializers", "losses", "output_shape", "parallel", "regularizers", "repeat",
     "residual", "serial", "summary", "testing", "train",
 ))

@@ -15,11 +15,11 @@ from jaxlayers.demos import NAMES as DEMOS
 
 
 def _run_demo(args) -> int:
-    module = importlib.import_module(f"jaxlayers.demos.{args.name}")
+    module = importlib.import_module(f"jaxlayers.demos.{args.name.replace('-', '_')}")
     kwargs = {"out": args.out, "seed": args.seed}
-    if args.epochs is not None:
-        kwargs["epochs"] = args.epochs
-    if args.name == "digits":
+    if args.epochs is not None:  # adding trains on fresh batches: its "epochs" are steps
+        kwargs["steps" if args.name == "adding" else "epochs"] = args.epochs
+    if args.name in ("digits", "adding", "sentiment", "charrnn", "digits-cnn"):
         kwargs["progress"] = not args.no_progress
     module.run(**kwargs)
     return 0
@@ -28,17 +28,24 @@ def _run_demo(args) -> int:
 def _add_demo(subparsers) -> None:
     p = subparsers.add_parser(
         "demo", help="train a small model and save its plot",
-        description="digits: an MLP on scikit-learn's bundled 8x8 digits (>= 95% test "
-                    "accuracy), plots outputs/digits.png. xor: a 2-2-1 MLP trained until it "
-                    "solves XOR, prints the truth table, plots outputs/xor.png. Needs the "
-                    "'examples' extra: pip install 'jaxlayers[examples]'.")
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="""demos (each saves its plots under --out):
+  digits      an MLP on scikit-learn's bundled 8x8 digits (>= 95% test accuracy)
+  xor         seed 003's 2-2-1 MLP trained until it solves XOR; prints the truth table
+  digits-cnn  LeNet-5 on the digits resized to 32x32 (>= 97%); filters and feature maps
+  transfer    LeNet-5 pre-trained on digits 0-4, adapted to 5-9 in the seed's three regimes
+  adding      an LSTM on the adding problem (T = 100), MSE far below the 0.17 baseline
+  sentiment   Embedding + Bidirectional LSTM on padded variable-length synthetic reviews
+  charrnn     a character-level LSTM language model with truncated BPTT; samples text
+Needs the 'examples' extra: pip install 'jaxlayers[examples]'.""")
     p.add_argument("name", choices=DEMOS, help="which demo")
     p.add_argument("--epochs", type=_positive, default=None,
-                   help="epochs (xor: full-batch steps per start); default: the demo's")
+                   help="epochs (xor: full-batch steps per start; adding: training steps); "
+                        "default: the demo's")
     p.add_argument("--out", default="outputs", help="folder for the PNG (default: outputs)")
     p.add_argument("--seed", type=int, default=0, help="PRNG seed (default: 0)")
     p.add_argument("--no-progress", action="store_true",
-                   help="one line per epoch instead of a progress bar (digits)")
+                   help="one line per epoch instead of a progress bar")
     p.set_defaults(run=_run_demo)
 
 

@@ -37,10 +37,14 @@ def is_kernel(path) -> bool:
     """True if the last entry of a pytree path is a name ending in "kernel".
 
     `path` is a key path as `jax.tree_util.tree_flatten_with_path` gives it (a tuple of
-    DictKey / SequenceKey / GetAttrKey), or a tuple of plain strings. Matches "kernel",
+    DictKey / SequenceKey / GetAttrKey), a tuple of plain strings, or a "/"-joined path
+    string as `jl.freeze` and `jl.summary` show it ("features/conv1/kernel"), so the
+    same predicate selects for freezing and for penalties. Matches "kernel",
     "recurrent_kernel", "depthwise_kernel", "pointwise_kernel"; not "bias", "gamma",
     "beta", "embeddings", nor a positional entry.
     """
+    if isinstance(path, str):
+        path = tuple(path.split("/"))
     if not path:
         return False
     name = _key_name(path[-1])

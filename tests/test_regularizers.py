@@ -81,3 +81,13 @@ def test_is_kernel_on_a_flattened_model(params):
 def test_negative_lambda_is_an_error(make, match):
     with pytest.raises(ValueError, match=match):
         make()
+
+
+def test_is_kernel_takes_the_path_strings_that_freeze_uses():
+    from jaxlayers.regularizers import is_kernel
+    assert is_kernel("features/conv1/kernel") and is_kernel("0/recurrent_kernel")
+    assert not is_kernel("features/conv1/bias") and not is_kernel("kernel/gamma")
+    model = jl.serial(features=jl.Dense(3), head=jl.Dense(2))
+    params, _ = model.init(jax.random.key(0), (1, 4))
+    mask = jl.freeze(params, is_kernel)
+    assert mask["features"]["kernel"] and not mask["features"]["bias"]

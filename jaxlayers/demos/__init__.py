@@ -1,10 +1,10 @@
-"""Runnable demos: `python -m jaxlayers demo digits|xor` (needs the 'examples' extra).
+"""Runnable demos: `python -m jaxlayers demo NAME`, NAME in `NAMES` (the 'examples' extra).
 
 Each module has `run(...) -> dict` (what the command prints, for tests and notebooks)
 and imports matplotlib and scikit-learn inside it, so `import jaxlayers` never needs them.
 """
 
-NAMES = ("digits", "xor")
+NAMES = ("digits", "xor", "adding", "sentiment", "charrnn", "digits-cnn", "transfer")
 
 
 def missing_extra(exc: ImportError) -> ImportError:
