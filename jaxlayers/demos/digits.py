@@ -36,7 +36,7 @@ def load(seed: int = 0, test_size: float = 0.2):
     return (x_tr, y_tr), (x_te, y_te)
 
 
-def plot(history: dict, path: str) -> str:
+def plot(history: dict, path: str, title: str = "digits MLP") -> str:
     """Loss and accuracy per epoch, train vs held-out, saved as a PNG at `path`."""
     try:
         from matplotlib.figure import Figure  # no pyplot: no global backend to set
@@ -48,7 +48,7 @@ def plot(history: dict, path: str) -> str:
     for ax, name in zip(fig.subplots(1, 2), ("loss", "accuracy")):
         ax.plot(epochs, history[name], marker=".", label="train")
         ax.plot(epochs, history[f"val_{name}"], marker=".", label="test")
-        ax.set(xlabel="epoch", ylabel=name, title=f"digits MLP: {name}")
+        ax.set(xlabel="epoch", ylabel=name, title=f"{title}: {name}")
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.grid(alpha=0.3)
         ax.legend()

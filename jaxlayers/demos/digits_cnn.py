@@ -13,6 +13,7 @@ import optax
 import jaxlayers as jl
 from jaxlayers.demos import missing_extra
 from jaxlayers.demos.digits import load as load_flat
+from jaxlayers.demos.digits import plot as plot_curves
 from jaxlayers.models.lenet import lenet5
 
 
@@ -45,35 +46,12 @@ def shifted(images, shifts=((2, 0), (-2, 0), (0, 2), (0, -2))) -> np.ndarray:
     return np.concatenate(copies)
 
 
-def _figure():
-    try:
-        from matplotlib.figure import Figure  # no pyplot: no global backend to set
-        from matplotlib.ticker import MaxNLocator
-    except ImportError as exc:
-        raise missing_extra(exc) from exc
-    return Figure, MaxNLocator
-
-
-def plot_curves(history: dict, path: str) -> str:
-    """Loss and accuracy per epoch, train vs held-out, saved as a PNG at `path`."""
-    Figure, MaxNLocator = _figure()
-    fig = Figure(figsize=(10, 4), layout="constrained")
-    epochs = np.arange(1, len(history["loss"]) + 1)
-    for ax, name in zip(fig.subplots(1, 2), ("loss", "accuracy")):
-        ax.plot(epochs, history[name], marker=".", label="train")
-        ax.plot(epochs, history[f"val_{name}"], marker=".", label="test")
-        ax.set(xlabel="epoch", ylabel=name, title=f"digits LeNet-5: {name}")
-        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-        ax.grid(alpha=0.3)
-        ax.legend()
-    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
-    fig.savefig(path, dpi=100)
-    return path
-
-
 def plot_filters(params, image, label: int, path: str) -> str:
     """The six 5×5 conv1 filters (top row) and their tanh feature maps on `image` (bottom)."""
-    Figure, _ = _figure()
+    try:
+        from matplotlib.figure import Figure  # no pyplot: no global backend to set
+    except ImportError as exc:
+        raise missing_extra(exc) from exc
     conv1 = jl.Conv2D(6, 5, activation="tanh")  # the model's first layer, applied alone
     p = params["features"]["conv1"]
     maps, _ = jax.jit(conv1.apply)(p, {}, image[None])
@@ -126,7 +104,7 @@ def run(*, epochs: int = 4, out: str = "outputs", seed: int = 0, batch_size: int
         epochs=epochs, batch_size=batch_size, key=key_fit, validation_data=(x_te, y_te),
         progress=progress, verbose=verbose)
     test_accuracy, test_loss = history["val_accuracy"][-1], history["val_loss"][-1]
-    paths = (plot_curves(history, os.path.join(out, "digits_cnn.png")),
+    paths = (plot_curves(history, os.path.join(out, "digits_cnn.png"), "digits LeNet-5"),
              plot_filters(params, x_te[0], int(y_te[0]),
                           os.path.join(out, "digits_cnn_filters.png")))
     seconds = time.perf_counter() - start
