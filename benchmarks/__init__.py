@@ -1,0 +1,1 @@
+"""Benchmarks: jaxlayers against hand-written JAX and PyTorch (see benchmarks/README.md)."""
