@@ -229,13 +229,17 @@ def test_dropout_masks_are_one_per_sequence_reused_at_every_step_and_follow_the_
 
 # ------------------------------------------------------------------ formulations, jvp, cells
 
-# SimpleRNN shares LSTM's preactivation code (`_plain_preactivation`), so LSTM covers it.
-@pytest.mark.parametrize("kind, kw", [("LSTM", {}), ("GRU", {}), ("GRU", {"reset_after": True})],
-                         ids=["LSTM", "GRU", "GRU-reset_after"])
-def test_every_step_formulation_gives_equal_outputs_and_gradients(kind, kw):
+FORMULATIONS = [("hoisted", 1, "autodiff"), ("inside", 2, "autodiff"), ("fused", 1, "autodiff"),
+                ("hoisted", 1, "custom"), ("inside", 1, "custom"), ("fused", 2, "custom")]
+CELL_KINDS = [("SimpleRNN", {}), ("LSTM", {}), ("GRU", {}), ("GRU", {"reset_after": True})]
+CELL_IDS = ["SimpleRNN", "LSTM", "GRU", "GRU-reset_after"]
+
+
+@pytest.mark.parametrize("kind, kw", CELL_KINDS, ids=CELL_IDS)
+def test_every_step_formulation_and_derivative_give_equal_outputs_and_gradients(kind, kw):
     layers = [LAYERS[kind](H, return_sequences=True, recurrent_dropout=0.3, dropout=0.2,
-                           implementation=form, unroll=unroll, **kw)
-              for form, unroll in [("hoisted", 1), ("inside", 2), ("fused", 1)]]
+                           implementation=form, unroll=unroll, derivative=derivative, **kw)
+              for form, unroll, derivative in FORMULATIONS]
     params, _ = layers[0].init(KEY, (2, T, D))
     if "bias" in params:  # nonzero biases, so each bias path is exercised
         params["bias"] = 0.1 * jax.random.normal(jax.random.key(9), params["bias"].shape)
@@ -253,6 +257,46 @@ def test_every_step_formulation_gives_equal_outputs_and_gradients(kind, kw):
     results = all_forms(params, x)
     for other in results[1:]:
         _tree_close(other, results[0], 1e-5)
+
+
+@pytest.mark.parametrize("kind, kw", CELL_KINDS, ids=CELL_IDS)
+def test_custom_derivative_equals_autodiff_in_reverse_forward_and_second_order(kind, kw):
+    """derivative="custom" is a JVP rule: jvp, grad (its transpose) and jvp-of-grad must all
+    equal JAX's own differentiation of the scan, with padding, go_backwards, both dropouts
+    and a differentiated initial state (float64, so the tolerance is tight)."""
+    with jax.enable_x64():
+        layers = [LAYERS[kind](H, return_sequences=True, return_state=True, go_backwards=True,
+                               dropout=0.2, recurrent_dropout=0.3, derivative=derivative,
+                               dtype=jnp.float64, param_dtype=jnp.float64, **kw)
+                  for derivative in ("autodiff", "custom")]
+        params, _ = layers[0].init(KEY, (3, T, D))
+        if "bias" in params:
+            params["bias"] = 0.3 * jax.random.normal(jax.random.key(9), params["bias"].shape,
+                                                     jnp.float64)
+        rng = _rng(11)
+        x = jnp.asarray(rng.normal(size=(3, T, D)))
+        h0 = jnp.asarray(rng.normal(size=(3, H)))
+        init = (h0, 0.5 * h0) if kind == "LSTM" else h0
+        primals = (params, x, init)
+        tangents = jax.tree.map(lambda a: jnp.asarray(rng.normal(size=a.shape)), primals)
+
+        def f(layer, params, x, init):
+            out = _apply(layer, params, x, lengths=jnp.asarray([T, 2, 0]), initial_state=init,
+                         key=jax.random.key(3), training=True)
+            return sum(jnp.sum(jnp.sin(o) * (i + 1)) for i, o in enumerate(out))
+
+        @jax.jit
+        def derivatives(primals, tangents):
+            out = []
+            for layer in layers:
+                g = lambda *a: f(layer, *a)  # noqa: E731
+                out.append((jax.grad(g, (0, 1, 2))(*primals),
+                            jax.jvp(g, primals, tangents)[1],
+                            jax.jvp(jax.grad(g), primals, tangents)[1]))
+            return out
+
+        autodiff, custom = derivatives(primals, tangents)
+        _tree_close(custom, autodiff, 1e-10)
 
 
 def test_forward_mode_jvp_agrees_with_reverse_mode():
@@ -363,6 +407,8 @@ def test_construction_errors_name_the_layer():
         SimpleRNN(4, activation="tanhh")
     with pytest.raises(ValueError, match="LSTM: implementation must be one of"):
         LSTM(4, implementation="cudnn")
+    with pytest.raises(ValueError, match="GRU: derivative must be one of"):
+        GRU(4, derivative="cudnn")
     with pytest.raises(ValueError, match="Bidirectional: merge_mode must be one of"):
         Bidirectional(LSTM(4), merge_mode="max")
 

@@ -10,6 +10,7 @@ from typing import Callable, NamedTuple
 
 import jax
 import jax.numpy as jnp
+from jax.custom_derivatives import SymbolicZero
 
 from jaxlayers import activations
 from jaxlayers._checks import check_last_axis, check_positive_int, check_rank
@@ -55,7 +56,18 @@ class Cell(NamedTuple):
 
 
 class _Kind(NamedTuple):
-    """What a layer needs from a cell (private: the public `Cell` shows a subset)."""
+    """What a layer needs from a cell (private: the public `Cell` shows a subset).
+
+    `step` is the one place where a cell's gate equations live. Besides the new carry and
+    h it returns the coefficients of the step's linearization, used by the custom
+    derivative (`jaxlayers.layers._recurrence`, derivative="custom"):
+      res_scan  per-step arrays that `tangent` reads inside the tangent scan,
+      res_w     per-step arrays that `weight_tangent` reads outside it.
+    `core` is `step` without them (unused, they are dead code for XLA).
+    `weight_tangent` returns the terms of the step's linearization that do not depend on
+    the recurrence (tangents of the weights, biases and inputs), stacked over time, so
+    that the transpose computes the weight gradients as one matmul over all steps.
+    """
 
     name: str
     units: int
@@ -63,7 +75,16 @@ class _Kind(NamedTuple):
     init: Callable              # (key, input_dim) -> params
     prepare: Callable           # (params, implementation, dtype) -> arrays used by a step
     project: Callable           # (prepared, x (M, D)) -> x @ kernel + input bias (M, G*H)
-    core: Callable              # (prepared, carry, x_in, implementation, rmask) -> (carry, h)
+    step: Callable              # (prepared, carry, x_in, implementation, rmask)
+    #                             -> (carry, h, (res_scan, res_w))
+    tangent: Callable           # (prepared, res_scan_t, a_t, dcarry, rmask) -> dcarry
+    weight_tangent: Callable    # (prepared, dprepared, xs, dxs, h_prev, res_w,
+    #                              implementation) -> a, a tuple of (T, N, k) arrays
+
+    def core(self, p, carry, x_in, implementation, rmask):
+        """(prepared, carry, x_in, implementation, rmask) -> (carry, h)."""
+        carry, h, _ = self.step(p, carry, x_in, implementation, rmask)
+        return carry, h
 
 
 def _add(y, b):
@@ -115,8 +136,55 @@ def _plain_preactivation(p, h_in, x_in, implementation):
     return xw + h_in @ p["U"]
 
 
+def _plain_weight_tangent(p, dp, xs, dxs, h_prev, res_w, implementation):
+    """SimpleRNN, LSTM: a = d(x @ W + b) + h_prev @ dU, the whole preactivation's."""
+    a = _input_tangent(p, dp, xs, dxs, implementation, 0, p["U"].shape[1])
+    hu = _mm(h_prev, dp["U"])
+    return (a if hu is None else a + hu,)
+
+
 def _dropped(h, rmask):
     return h if rmask is None else h * rmask
+
+
+def _slope(fn, z):
+    """(fn(z), fn'(z)) for an elementwise activation (its jvp with a tangent of ones)."""
+    return jax.jvp(fn, (z,), (jnp.ones_like(z),))
+
+
+def _is_zero(t) -> bool:
+    return t is None or isinstance(t, SymbolicZero)
+
+
+def _mm(a, w):
+    """a (..., K) @ w (K, G) as one 2-D matmul (DESIGN.md §5); None when w or a is zero."""
+    if _is_zero(a) or _is_zero(w):
+        return None
+    return (a.reshape(-1, a.shape[-1]) @ w).reshape(a.shape[:-1] + (w.shape[-1],))
+
+
+def _terms(shape, dtype, *terms):
+    """Sum of the terms that are not None (a bias (G,) is broadcast to `shape`)."""
+    total = None
+    for t in terms:
+        if _is_zero(t):
+            continue
+        t = jnp.broadcast_to(t, shape) if t.shape != shape else t
+        total = t if total is None else total + t
+    return jnp.zeros(shape, dtype) if total is None else total
+
+
+def _input_tangent(p, dp, xs, dxs, implementation, lo, hi):
+    """Tangent of the input contribution x @ W[:, lo:hi] + b_in[lo:hi], (T, N, hi - lo).
+
+    With implementation="hoisted" xs is already x @ W + b_in, so its tangent is dxs."""
+    shape = xs.shape[:-1] + (hi - lo,)
+    if implementation == "hoisted":
+        return _terms(shape, xs.dtype, None if _is_zero(dxs) else dxs[..., lo:hi])
+    W, dW, db = p["W"], dp["W"], dp.get("b_in")
+    return _terms(shape, xs.dtype, _mm(dxs, W[:, lo:hi]),
+                  None if _is_zero(dW) else _mm(xs, dW[:, lo:hi]),
+                  None if _is_zero(db) else db[lo:hi])
 
 
 def _simple_rnn_kind(name, units, *, activation="tanh", use_bias=True,
@@ -128,11 +196,17 @@ def _simple_rnn_kind(name, units, *, activation="tanh", use_bias=True,
         return _init_weights(key, input_dim, units, 1, use_bias, (units,), kernel_init,
                              recurrent_init, bias_init, param_dtype)
 
-    def core(p, h, x_in, implementation, rmask):
-        h = act(_plain_preactivation(p, _dropped(h, rmask), x_in, implementation))
-        return h, h
+    def step(p, h, x_in, implementation, rmask):
+        h, slope = _slope(act, _plain_preactivation(p, _dropped(h, rmask), x_in,
+                                                    implementation))
+        return h, h, ((slope,), ())
 
-    return _Kind(name, units, False, init, _prepare_plain, _project, core)
+    def tangent(p, res, a, dh, rmask):
+        (slope,), (a,) = res, a
+        return slope * (a + _dropped(dh, rmask) @ p["U"])
+
+    return _Kind(name, units, False, init, _prepare_plain, _project, step, tangent,
+                 _plain_weight_tangent)
 
 
 def _lstm_kind(name, units, *, activation="tanh", recurrent_activation="sigmoid",
@@ -149,15 +223,28 @@ def _lstm_kind(name, units, *, activation="tanh", recurrent_activation="sigmoid"
             params["bias"] = params["bias"].at[units:2 * units].set(1)
         return params
 
-    def core(p, carry, x_in, implementation, rmask):
+    def step(p, carry, x_in, implementation, rmask):
         h, c = carry
         z = _plain_preactivation(p, _dropped(h, rmask), x_in, implementation)
         i, f, g, o = jnp.split(z, 4, axis=-1)  # gate order i, f, c, o
-        c = ract(f) * c + ract(i) * act(g)
-        h = ract(o) * act(c)
-        return (h, c), h
+        (si, dsi), (sf, dsf), (sg, dsg), (so, dso) = (
+            _slope(ract, i), _slope(ract, f), _slope(act, g), _slope(ract, o))
+        c_new = sf * c + si * sg
+        sc, dsc = _slope(act, c_new)
+        h = so * sc
+        # dc' = dz_i*k_i + dz_f*k_f + dz_g*k_g + sf*dc,  dh' = dz_o*k_o + kc*dc'
+        k = jnp.concatenate([dsi * sg, dsf * c, si * dsg, dso * sc], axis=-1)
+        return (h, c_new), h, ((k, sf, so * dsc), ())
 
-    return _Kind(name, units, True, init, _prepare_plain, _project, core)
+    def tangent(p, res, a, dcarry, rmask):
+        (k, sf, kc), (a,), (dh, dc) = res, a, dcarry
+        dz = a + _dropped(dh, rmask) @ p["U"]
+        di, df, dg, do = jnp.split(dz * k, 4, axis=-1)
+        dc = di + df + dg + sf * dc
+        return do + kc * dc, dc
+
+    return _Kind(name, units, True, init, _prepare_plain, _project, step, tangent,
+                 _plain_weight_tangent)
 
 
 def _gru_kind(name, units, *, activation="tanh", recurrent_activation="sigmoid",
@@ -188,7 +275,7 @@ def _gru_kind(name, units, *, activation="tanh", recurrent_activation="sigmoid",
             p["b_h"] = None if b_in is None else b_in[two:]
         return p
 
-    def core(p, h, x_in, implementation, rmask):
+    def step(p, h, x_in, implementation, rmask):
         h_in = _dropped(h, rmask)
         if implementation == "fused":
             zr = _add(jnp.concatenate([x_in, h_in], axis=-1) @ p["WU_zr"], p["b_zr"])
@@ -197,15 +284,49 @@ def _gru_kind(name, units, *, activation="tanh", recurrent_activation="sigmoid",
             xw = x_in if implementation == "hoisted" else _project(p, x_in)
             zr = _add(xw[:, :two] + h_in @ p["U_zr"], p["b_rec_zr"])
             xh = xw[:, two:]
-        z, r = jnp.split(ract(zr), 2, axis=-1)
+        zr, dzr = _slope(ract, zr)
+        z, r = jnp.split(zr, 2, axis=-1)
         if reset_after:  # r (h U_h + b_rec_h): cuDNN/PyTorch placement
-            cand = act(xh + r * _add(h_in @ p["U_h"], p["b_rec_h"]))
+            hu = _add(h_in @ p["U_h"], p["b_rec_h"])
+            cand, da = _slope(act, xh + r * hu)
         else:            # (r h) U_h: the seeds' and Cho et al.'s placement
-            cand = act(xh + (r * h_in) @ p["U_h"])
-        h = (1 - z) * h + z * cand  # seed 004: z weights the candidate
-        return h, h
+            rh = r * h_in
+            cand, da = _slope(act, xh + rh @ p["U_h"])
+        h_new = (1 - z) * h + z * cand  # seed 004: z weights the candidate
+        # linearization: dh' = (1 - z) dh + [k_z, k_r] . d(zr preactivation) + ...
+        dz, dr = jnp.split(dzr, 2, axis=-1)
+        q = z * da
+        if reset_after:  # ... + [q, q r] . [d(x W_h + b_h), d(h U_h + b_rec_h)]
+            res = (jnp.concatenate([(cand - h) * dz, q * hu * dr], axis=-1),
+                   jnp.concatenate([q, q * r], axis=-1), 1 - z)
+            return h_new, h_new, (res, ())
+        # ... + q d(x W_h + b_h + (r h) U_h), with d(r h) = dr h + r dh
+        res = (jnp.concatenate([(cand - h) * dz, dr * h_in], axis=-1), r, 1 - z, q)
+        return h_new, h_new, (res, (rh,))
 
-    return _Kind(name, units, False, init, prepare, _project, core)
+    def tangent(p, res, a, dh, rmask):
+        dh_in = _dropped(dh, rmask)
+        dzr = a[0] + dh_in @ p["U_zr"]
+        k_z, k_r = jnp.split(dzr * res[0], 2, axis=-1)
+        if reset_after:
+            (_, qq, oz), (_, a_h, a_hu) = res, a
+            t_x, t_h = jnp.split(jnp.concatenate([a_h, a_hu + dh_in @ p["U_h"]], axis=-1) * qq,
+                                 2, axis=-1)
+            return oz * dh + k_z + k_r + t_x + t_h
+        (_, r, oz, q), (_, a_h) = res, a
+        return oz * dh + k_z + q * (a_h + (k_r + r * dh_in) @ p["U_h"])
+
+    def weight_tangent(p, dp, xs, dxs, h_prev, res_w, implementation):
+        a_zr = _input_tangent(p, dp, xs, dxs, implementation, 0, two)
+        a_zr = _terms(a_zr.shape, a_zr.dtype, a_zr, _mm(h_prev, dp["U_zr"]), dp["b_rec_zr"])
+        a_h = _input_tangent(p, dp, xs, dxs, implementation, two, 3 * units)
+        if reset_after:
+            return a_zr, a_h, _terms(a_h.shape, a_h.dtype, _mm(h_prev, dp["U_h"]),
+                                     dp["b_rec_h"])
+        (rh,) = res_w
+        return a_zr, _terms(a_h.shape, a_h.dtype, a_h, _mm(rh, dp["U_h"]))
+
+    return _Kind(name, units, False, init, prepare, _project, step, tangent, weight_tangent)
 
 
 def _initial_carry(kind: _Kind, batch: int, dtype=jnp.float32):
