@@ -3,12 +3,14 @@ Dense(10), softmax cross-entropy, Adam(1e-3).
 
 Contenders per workload:
   jaxlayers     jl.serial(jl.LSTM(128) | jl.GRU(128, reset_after=True), jl.Dense(10)) +
-                jl.train.make_train_step; the layer's default step formulation for the
-                backend ("inside" on CPU)
-  jax           hand-written lax.scan, the fastest step formulation measured (VARIANTS;
-                `run.py --variants` re-measures): "inside" (x_t @ W + h @ U in the step),
-                "fused" ([x_t, h] @ [W; U]), "hoisted" (x @ W for all steps before the scan);
-                GRU "split" (h @ U_zr and h @ U_h as two matmuls, the fastest found)
+                jl.train.make_train_step; the layer's defaults for the backend (on CPU
+                implementation="inside", derivative="custom")
+  jax           hand-written lax.scan, the fastest form measured (VARIANTS; `run.py
+                --variants` re-measures), differentiated by JAX: "inside" (x_t @ W + h @ U
+                in the step), "fused" ([x_t, h] @ [W; U]), "hoisted" (x @ W for all steps
+                before the scan), GRU "split" (h @ U_zr and h @ U_h as two matmuls); or by
+                a hand-written JVP rule, "custom" (the fastest on this CPU, the baseline):
+                weight tangents for all steps at once, a tangent scan carrying (dh, dc)
   pytorch       eager nn.LSTM / nn.GRU (batch_first) + nn.Linear, torch.optim.Adam defaults
 
 The GRU is the reset-after form (r multiplies h @ U_h + b_hh, PyTorch's and cuDNN's), so
@@ -35,7 +37,7 @@ def _data():
 
 # --------------------------------------------------------------------------- jaxlayers
 
-def _jaxlayers(cell, implementation=None, reset_after=True):
+def _jaxlayers(cell, implementation=None, reset_after=True, derivative=None):
     def setup():
         import jax
         import jax.numpy as jnp
@@ -44,9 +46,10 @@ def _jaxlayers(cell, implementation=None, reset_after=True):
         import jaxlayers as jl
 
         if cell == "lstm":
-            rnn = jl.LSTM(HIDDEN, implementation=implementation)
+            rnn = jl.LSTM(HIDDEN, implementation=implementation, derivative=derivative)
         else:
-            rnn = jl.GRU(HIDDEN, reset_after=reset_after, implementation=implementation)
+            rnn = jl.GRU(HIDDEN, reset_after=reset_after, implementation=implementation,
+                         derivative=derivative)
         model = jl.serial(rnn, jl.Dense(CLASSES))
         optimizer = optax.adam(LEARNING_RATE)
         step, _ = _library_step(model, optimizer)
@@ -64,7 +67,9 @@ def _handwritten(cell, form="inside", donate=True):
     """form: "inside" (x_t @ W + h @ U in the step), "fused" (LSTM only: one
     [x_t, h] @ [W; U] matmul), "hoisted" (x @ W for every step before the scan).
     GRU: "inside" computes h @ U for all three gates in one (H, 3H) matmul (possible
-    with reset-after); "split" as two, h @ U_zr and h @ U_h (U sliced outside the scan)."""
+    with reset-after); "split" as two, h @ U_zr and h @ U_h (U sliced outside the scan).
+    "custom" / "custom-split": `_custom_lstm` / `_custom_gru` (inside-the-step forward,
+    hand-written JVP rule)."""
     def setup():
         import jax
         import jax.numpy as jnp
@@ -119,6 +124,9 @@ def _handwritten(cell, form="inside", donate=True):
         def forward(p, x):
             W, U, b, Wo, bo = p
             xs = jnp.swapaxes(x, 0, 1)  # (T, N, D)
+            if form.startswith("custom"):
+                rnn = _custom_lstm if cell == "lstm" else _custom_gru
+                return rnn(W, U, b, xs, form == "custom-split") @ Wo + bo
             if form == "hoisted":
                 bias = b if cell == "lstm" else b[0]
                 xs = (xs.reshape(-1, FEATURES) @ W + bias).reshape(STEPS, BATCH, -1)
@@ -154,13 +162,144 @@ def _handwritten(cell, form="inside", donate=True):
     return setup
 
 
+def _custom_lstm(W, U, b, xs, split_prev):
+    """Final h of an LSTM over xs (T, N, D), differentiated by a hand-written JVP rule:
+    the primal scan stores the gate-derivative coefficients; the weight tangents
+    x_t dW + h_{t-1} dU + db are computed for all steps at once; the tangent scan carries
+    (dh, dc) only. Reverse mode is JAX's transpose of the rule (weight gradients as single
+    matmuls over T*N rows). split_prev: h_{t-1} dU as h_0 dU and hs[:-1] dU instead of
+    concatenating [h_0, hs[:-1]] first."""
+    import jax
+    import jax.numpy as jnp
+    from jax import lax
+
+    H = U.shape[0]
+    t, n, d = xs.shape
+    h0 = jnp.zeros((n, H), xs.dtype)
+
+    def scan(W, U, b, xs, residuals):
+        def step(carry, x_t):
+            h, c = carry
+            i, f, g, o = jnp.split(x_t @ W + h @ U + b, 4, axis=-1)
+            si, sf, tg, so = (jax.nn.sigmoid(i), jax.nn.sigmoid(f), jnp.tanh(g),
+                              jax.nn.sigmoid(o))
+            c_new = sf * c + si * tg
+            tc = jnp.tanh(c_new)
+            h = so * tc
+            if not residuals:
+                return (h, c_new), None
+            k = jnp.concatenate([si * (1 - si) * tg, sf * (1 - sf) * c, si * (1 - tg * tg),
+                                 so * (1 - so) * tc], axis=-1)
+            return (h, c_new), (k, sf, so * (1 - tc * tc), h)
+        return lax.scan(step, (h0, h0), xs)
+
+    @jax.custom_jvp
+    def last_h(W, U, b, xs):
+        return scan(W, U, b, xs, False)[0][0]
+
+    @last_h.defjvp
+    def last_h_jvp(primals, tangents):
+        W, U, b, xs = primals
+        dW, dU, db, _ = tangents  # xs is data
+        (h, _), (k, sf, kc, hs) = scan(W, U, b, xs, True)
+        a = (xs.reshape(t * n, d) @ dW + db).reshape(t, n, -1)
+        if split_prev:
+            hu = (hs[:-1].reshape((t - 1) * n, H) @ dU).reshape(t - 1, n, -1)
+            a = a + jnp.concatenate([(h0 @ dU)[None], hu], axis=0)
+        else:
+            h_prev = jnp.concatenate([h0[None], hs[:-1]], axis=0)
+            a = a + (h_prev.reshape(t * n, H) @ dU).reshape(t, n, -1)
+
+        def tangent(carry, inputs):
+            dh, dc = carry
+            a_t, k_t, sf_t, kc_t = inputs
+            di, df, dg, do = jnp.split((a_t + dh @ U) * k_t, 4, axis=-1)
+            dc = di + df + dg + sf_t * dc
+            return (do + kc_t * dc, dc), None
+
+        (dh, _), _ = lax.scan(tangent, (h0, h0), (a, k, sf, kc))
+        return h, dh
+
+    return last_h(W, U, b, xs)
+
+
+def _custom_gru(W, U, b, xs, split_prev):
+    """As `_custom_lstm`, for the reset-after GRU of `_handwritten` (b: (2, 3H), input row
+    and recurrent row). Tangent of one step, with q = z * tanh'(.):
+      dh' = (1-z) dh + [(h~ - h) z', q hu r'] . d(zr preact) + [q, q r] . [d(xW_h + b_h),
+            d(h U_h + b'_h)]."""
+    import jax
+    import jax.numpy as jnp
+    from jax import lax
+
+    H = U.shape[0]
+    t, n, d = xs.shape
+    h0 = jnp.zeros((n, H), xs.dtype)
+
+    def scan(W, U, b, xs, residuals):
+        U_zr, U_h = U[:, :2 * H], U[:, 2 * H:]
+
+        def step(h, x_t):
+            xw = x_t @ W + b[0]
+            zr = jax.nn.sigmoid(xw[:, :2 * H] + h @ U_zr + b[1, :2 * H])
+            z, r = zr[:, :H], zr[:, H:]
+            hu = h @ U_h + b[1, 2 * H:]
+            cand = jnp.tanh(xw[:, 2 * H:] + r * hu)
+            h_new = (1 - z) * h + z * cand
+            if not residuals:
+                return h_new, None
+            q = z * (1 - cand * cand)
+            k = jnp.concatenate([(cand - h) * z * (1 - z), q * hu * r * (1 - r)], axis=-1)
+            return h_new, (k, jnp.concatenate([q, q * r], axis=-1), 1 - z, h_new)
+        return lax.scan(step, h0, xs)
+
+    @jax.custom_jvp
+    def last_h(W, U, b, xs):
+        return scan(W, U, b, xs, False)[0]
+
+    @last_h.defjvp
+    def last_h_jvp(primals, tangents):
+        W, U, b, xs = primals
+        dW, dU, db, _ = tangents
+        h, (k, qq, oz, hs) = scan(W, U, b, xs, True)
+        U_zr, U_h = U[:, :2 * H], U[:, 2 * H:]
+        x2 = xs.reshape(t * n, d)
+        if split_prev:
+            def h_prev_at(dV):
+                hu = (hs[:-1].reshape((t - 1) * n, H) @ dV).reshape(t - 1, n, -1)
+                return jnp.concatenate([(h0 @ dV)[None], hu], axis=0)
+        else:
+            h_prev = jnp.concatenate([h0[None], hs[:-1]], axis=0).reshape(t * n, H)
+
+            def h_prev_at(dV):
+                return (h_prev @ dV).reshape(t, n, -1)
+        a_zr = (x2 @ dW[:, :2 * H] + db[0, :2 * H] + db[1, :2 * H]).reshape(t, n, -1)
+        a_zr = a_zr + h_prev_at(dU[:, :2 * H])
+        a_h = (x2 @ dW[:, 2 * H:] + db[0, 2 * H:]).reshape(t, n, -1)
+        a_hu = h_prev_at(dU[:, 2 * H:]) + jnp.broadcast_to(db[1, 2 * H:], (t, n, H))
+
+        def tangent(dh, inputs):
+            a_zr_t, a_h_t, a_hu_t, k_t, qq_t, oz_t = inputs
+            s_z, s_r = jnp.split((a_zr_t + dh @ U_zr) * k_t, 2, axis=-1)
+            t_x, t_h = jnp.split(jnp.concatenate([a_h_t, a_hu_t + dh @ U_h], axis=-1) * qq_t,
+                                 2, axis=-1)
+            return oz_t * dh + s_z + s_r + t_x + t_h, None
+
+        dh, _ = lax.scan(tangent, h0, (a_zr, a_h, a_hu, k, qq, oz))
+        return h, dh
+
+    return last_h(W, U, b, xs)
+
+
 LSTM_VARIANTS = {"jax:inside": dict(form="inside"), "jax:fused": dict(form="fused"),
-                 "jax:hoisted": dict(form="hoisted")}
+                 "jax:hoisted": dict(form="hoisted"), "jax:custom": dict(form="custom"),
+                 "jax:custom-split": dict(form="custom-split")}
 GRU_VARIANTS = {"jax:inside": dict(form="inside"), "jax:split": dict(form="split"),
-                "jax:split-jnp": dict(form="split-jnp"), "jax:hoisted": dict(form="hoisted")}
+                "jax:split-jnp": dict(form="split-jnp"), "jax:hoisted": dict(form="hoisted"),
+                "jax:custom": dict(form="custom"), "jax:custom-split": dict(form="custom-split")}
 # The fastest measured on this machine (README, "lstm" / "gru" sections).
-LSTM_BASELINE = "jax:inside"
-GRU_BASELINE = "jax:split"
+LSTM_BASELINE = "jax:custom"
+GRU_BASELINE = "jax:custom"
 
 
 # ------------------------------------------------------------------------- PyTorch
@@ -204,11 +343,17 @@ def _contenders(cell, variants, baseline):
         yield Contender(name, _handwritten(cell, **kwargs), "jax", "baseline variant",
                         variant=True)
     for impl in ("inside", "fused", "hoisted"):
-        yield Contender(f"jaxlayers:{impl}", _jaxlayers(cell, impl), "jaxlayers",
-                        f"implementation={impl!r}", variant=True)
+        for derivative in ("autodiff", "custom"):
+            yield Contender(f"jaxlayers:{impl}+{derivative}",
+                            _jaxlayers(cell, impl, derivative=derivative), "jaxlayers",
+                            f"implementation={impl!r}, derivative={derivative!r}",
+                            variant=True)
     if cell == "gru":
-        yield Contender("jaxlayers:reset_before", _jaxlayers(cell, reset_after=False),
-                        "jaxlayers", "jl.GRU default (reset_after=False)", variant=True)
+        for derivative in ("autodiff", "custom"):
+            yield Contender(f"jaxlayers:reset_before+{derivative}",
+                            _jaxlayers(cell, reset_after=False, derivative=derivative),
+                            "jaxlayers", f"jl.GRU default (reset_after=False), "
+                            f"derivative={derivative!r}", variant=True)
     yield Contender("pytorch", _torch(cell), "torch",
                     f"eager nn.{'LSTM' if cell == 'lstm' else 'GRU'}(batch_first=True)")
 

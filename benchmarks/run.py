@@ -162,11 +162,17 @@ def _timed_block(step, n: int) -> list[float]:
 
 def bench_workload(workload: Workload, *, rounds: int, block: int, warmup: int,
                    variants: bool, skip_slow: bool, hlo: bool = False, aa: bool = False,
-                   kinds=None, budget_s: float | None = None, log=print) -> dict:
-    """Set up, warm up and time every selected contender of `workload` in rounds."""
+                   kinds=None, names=None, budget_s: float | None = None,
+                   log=print) -> dict:
+    """Set up, warm up and time every selected contender of `workload` in rounds.
+
+    names: keep only these contenders (variants included), besides jaxlayers and the
+    baseline."""
+    keep = None if not names else set(names) | {"jaxlayers", workload.baseline}
     chosen = [c for c in workload.contenders
-              if (variants or not c.variant) and not (skip_slow and c.slow)
-              and (kinds is None or c.kind in kinds)]
+              if (variants or not c.variant or (keep and c.name in keep))
+              and not (skip_slow and c.slow)
+              and (kinds is None or c.kind in kinds) and (keep is None or c.name in keep)]
     base = [c for c in chosen if c.name == workload.baseline]
     if aa and base:
         chosen.append(dataclasses.replace(base[0], name=workload.baseline + " (A/A copy)",
@@ -315,6 +321,9 @@ def main(argv=None) -> list[dict]:
                         help="also time every hand-written baseline variant")
     parser.add_argument("--kind", action="append", choices=("jaxlayers", "jax", "torch"),
                         help="time only contenders of this kind (repeatable)")
+    parser.add_argument("--contender", action="append", metavar="NAME",
+                        help="time only this contender (repeatable; variants allowed), "
+                             "with jaxlayers and the baseline")
     parser.add_argument("--aa", action="store_true",
                         help="add a second copy of the baseline (an A/A noise check)")
     parser.add_argument("--hlo", action="store_true",
@@ -339,6 +348,7 @@ def main(argv=None) -> list[dict]:
         result = bench_workload(workload, rounds=rounds, block=block, warmup=warmup,
                                 variants=args.variants, skip_slow=args.quick or args.skip_slow,
                                 hlo=args.hlo, aa=args.aa, kinds=args.kind,
+                                names=args.contender,
                                 budget_s=args.budget or (15.0 if args.quick else None))
         result["machine"] = info
         print(f"\n{result['rounds']} rounds x {block} steps per contender, interleaved; "
