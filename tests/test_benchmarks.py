@@ -9,13 +9,21 @@ import pytest
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 
 
-@pytest.mark.slow
-def test_benchmark_entry_point_times_every_contender_of_the_mlp():
+def _import(module):
+    """benchmarks.<module>, imported from the repository root (benchmarks/ is no package
+    of the installed library)."""
+    import importlib
+
     sys.path.insert(0, str(ROOT))
     try:
-        from benchmarks import run
+        return importlib.import_module(f"benchmarks.{module}")
     finally:
         sys.path.remove(str(ROOT))
+
+
+@pytest.mark.slow
+def test_benchmark_entry_point_times_every_contender_of_the_mlp():
+    run = _import("run")
     # The hand-written baseline is plain user code, free to rely on rank promotion
     # (x @ w + b); the suite's "raise" setting is for the library's own layers.
     with jax.numpy_rank_promotion("allow"):
@@ -37,11 +45,7 @@ def test_hand_written_custom_jvp_baselines_have_the_gradients_of_the_plain_scan(
     import numpy as np
     from jax import lax
 
-    sys.path.insert(0, str(ROOT))
-    try:
-        from benchmarks.rnn import _custom_gru, _custom_lstm
-    finally:
-        sys.path.remove(str(ROOT))
+    rnn = _import("rnn")
     t, n, d, h = 6, 4, 3, 5
     g = 4 if cell == "lstm" else 3
 
@@ -69,7 +73,7 @@ def test_hand_written_custom_jvp_baselines_have_the_gradients_of_the_plain_scan(
         xs = jnp.asarray(rng.normal(size=(t, n, d)))
         W, U = (jnp.asarray(0.5 * rng.normal(size=s)) for s in ((d, g * h), (h, g * h)))
         b = jnp.asarray(0.5 * rng.normal(size=(g * h,) if cell == "lstm" else (2, g * h)))
-        custom = _custom_lstm if cell == "lstm" else _custom_gru
+        custom = rnn._custom_lstm if cell == "lstm" else rnn._custom_gru
         want = jax.value_and_grad(lambda *p: jnp.sum(jnp.sin(plain(*p, xs))), (0, 1, 2))(W, U, b)
         for split_prev in (False, True):
             got = jax.value_and_grad(lambda *p: jnp.sum(jnp.sin(custom(*p, xs, split_prev))),
@@ -80,11 +84,7 @@ def test_hand_written_custom_jvp_baselines_have_the_gradients_of_the_plain_scan(
 
 @pytest.mark.slow
 def test_contender_filter_keeps_the_named_variant_next_to_jaxlayers_and_the_baseline():
-    sys.path.insert(0, str(ROOT))
-    try:
-        from benchmarks import run
-    finally:
-        sys.path.remove(str(ROOT))
+    run = _import("run")
     with jax.numpy_rank_promotion("allow"):
         (result,) = run.main(["--only", "gru", "--quick", "--repeats", "1", "--block", "1",
                               "--warmup", "0", "--contender", "jaxlayers:fused+custom"])
