@@ -89,8 +89,11 @@ class _Kind(NamedTuple):
 
 
 def _add(y, b):
-    # bias (G,) onto (M, G), written out: the suite forbids rank promotion
-    return y if b is None else y + jnp.broadcast_to(b, y.shape)
+    # bias (G,) onto (M, G) as a (1, G) row (the suite forbids rank promotion). Not
+    # jnp.broadcast_to(b, y.shape): XLA then hoists an (M, G) copy of the bias out of the
+    # scan and, in the GRU, stopped fusing h @ U_h + b into both of its consumers (one
+    # more kernel per step than the hand-written step; benchmarks/README.md)
+    return y if b is None else y + b[None, :]
 
 
 def _cast(a, dtype):
