@@ -45,8 +45,10 @@ class Cell(NamedTuple):
         carry, hs = lax.scan(step, cell.initial_carry(x.shape[0]), jnp.swapaxes(x, 0, 1))
         # hs (T, N, 32); carry = (h_T, c_T)
 
-    The layers (`jl.LSTM`, ...) add masking, dropout, `go_backwards` and the choice of
-    step formulation on top of the same cell.
+    The layers (`jl.LSTM`, ...) add masking, dropout, `go_backwards`, the choice of
+    step formulation and a custom derivative (derivative="custom": weight gradients as
+    one matmul over all steps) on top of the same cell; a scan of your own over
+    `cell.step` is differentiated by JAX.
     """
 
     init: Callable
