@@ -62,7 +62,7 @@ def _lenet_model():
 
 def _resblock_model():
     import jaxlayers as jl
-    from jaxlayers.models.resnet import basic_block
+    from jaxlayers.models._resnet import basic_block
 
     c = RES_SHAPE[-1]
     blocks = {f"block{i}": basic_block(c, c) for i in range(RES_BLOCKS)}

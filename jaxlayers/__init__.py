@@ -16,24 +16,28 @@ from jaxlayers import models as models
 from jaxlayers import regularizers as regularizers
 from jaxlayers import testing as testing
 from jaxlayers import train as train
-from jaxlayers.core import Input as Input
-from jaxlayers.freeze import freeze as freeze
-from jaxlayers.freeze import frozen as frozen
-from jaxlayers.freeze import path_strings as path_strings
+from jaxlayers._combinators import Input as Input
+from jaxlayers._combinators import Sequential as Sequential
+from jaxlayers._combinators import fanout as fanout
+from jaxlayers._combinators import parallel as parallel
+from jaxlayers._combinators import repeat as repeat
+from jaxlayers._combinators import residual as residual
+from jaxlayers._combinators import serial as serial
+from jaxlayers._compose import compose as compose
+from jaxlayers._freeze import frozen as frozen
+from jaxlayers._freeze import label_params as label_params
+from jaxlayers._freeze import path_mask as path_mask
+from jaxlayers._paths import path_strings as path_strings
+from jaxlayers._summary import Summary as Summary
+from jaxlayers._summary import SummaryRow as SummaryRow
+from jaxlayers._summary import summary as summary
 from jaxlayers.grad_check import GradcheckError as GradcheckError
 from jaxlayers.grad_check import gradcheck as gradcheck
 from jaxlayers.grad_check import gradcheck_layer as gradcheck_layer
 from jaxlayers.core import Layer as Layer
 from jaxlayers.core import Masked as Masked
-from jaxlayers.core import Sequential as Sequential
 from jaxlayers.core import count_params as count_params
-from jaxlayers.core import fanout as fanout
 from jaxlayers.core import output_shape as output_shape
-from jaxlayers.core import parallel as parallel
-from jaxlayers.core import repeat as repeat
-from jaxlayers.core import residual as residual
-from jaxlayers.core import serial as serial
-from jaxlayers.core import summary as summary
 from jaxlayers.train import EarlyStopping as EarlyStopping
 from jaxlayers.train import fit as fit
 from jaxlayers.layers.activation import Activation as Activation
@@ -48,6 +52,7 @@ from jaxlayers.layers.embedding import check_ids as check_ids
 from jaxlayers.layers.recurrent import GRU as GRU
 from jaxlayers.layers.recurrent import LSTM as LSTM
 from jaxlayers.layers.recurrent import SimpleRNN as SimpleRNN
+from jaxlayers.layers.recurrent import reset_state as reset_state
 from jaxlayers.layers.wrappers import Bidirectional as Bidirectional
 from jaxlayers.layers.conv import Conv1D as Conv1D
 from jaxlayers.layers.conv import Conv2D as Conv2D
@@ -86,6 +91,11 @@ from jaxlayers.layers.spatial_dropout import SpatialDropout1D as SpatialDropout1
 from jaxlayers.layers.spatial_dropout import SpatialDropout2D as SpatialDropout2D
 from jaxlayers.layers.spatial_dropout import SpatialDropout3D as SpatialDropout3D
 from jaxlayers.layers.dropout import Dropout as Dropout
+from jaxlayers.layers.blocks import Branches as Branches
+from jaxlayers.layers.blocks import Identity as Identity
+from jaxlayers.layers.blocks import Scale as Scale
+from jaxlayers.layers.blocks import SqueezeExcitation as SqueezeExcitation
+from jaxlayers.layers.blocks import StochasticDepth as StochasticDepth
 from jaxlayers.layers.merge import Add as Add
 from jaxlayers.layers.merge import Concatenate as Concatenate
 from jaxlayers.layers.merge import Multiply as Multiply
@@ -94,22 +104,28 @@ from jaxlayers.layers.norm import LayerNorm as LayerNorm
 from jaxlayers.layers.shape import Flatten as Flatten
 from jaxlayers.layers.shape import Reshape as Reshape
 
-# Public layers (every one is in tests/registry.py) and functions, sorted.
-LAYERS = (
+__all__ = sorted([
+    # layers (every one is in tests/registry.py; a test over __all__ checks it)
     "Activation", "AdaptiveAvgPool2D", "Add", "AvgPool1D", "AvgPool2D", "AvgPool3D",
-    "BatchNorm", "Bidirectional", "Concatenate", "Conv1D", "Conv1DTranspose", "Conv2D",
-    "Conv2DTranspose", "Conv3D", "Conv3DTranspose", "Cropping1D", "Cropping2D",
+    "BatchNorm", "Bidirectional", "Branches", "Concatenate", "Conv1D", "Conv1DTranspose",
+    "Conv2D", "Conv2DTranspose", "Conv3D", "Conv3DTranspose", "Cropping1D", "Cropping2D",
     "Cropping3D", "CrossChannelNormalization", "Dense", "DepthwiseConv2D", "Dropout",
     "Embedding", "Flatten", "GRU", "GlobalAvgPool1D", "GlobalAvgPool2D", "GlobalAvgPool3D",
-    "GlobalMaxPool1D", "GlobalMaxPool2D", "GlobalMaxPool3D", "Input", "LSTM", "LayerNorm",
-    "MaxPool1D", "MaxPool2D", "MaxPool3D", "Multiply", "PReLU", "Reshape", "Resize",
-    "SeparableConv1D", "SeparableConv2D", "SimpleRNN", "SpatialDropout1D",
-    "SpatialDropout2D", "SpatialDropout3D", "UpSampling1D", "UpSampling2D", "UpSampling3D",
-    "ZeroPadding1D", "ZeroPadding2D", "ZeroPadding3D",
-)
-__all__ = sorted(LAYERS + (
-    "Cell", "EarlyStopping", "GradcheckError", "gradcheck", "gradcheck_layer", "GRUCell", "LSTMCell", "Layer", "Masked", "SimpleRNNCell",
-    "check_ids", "fit", "freeze", "frozen", "interop", "models", "path_strings", "Sequential", "activations", "count_params", "fanout",
-    "initializers", "losses", "output_shape", "parallel", "regularizers", "repeat",
-    "residual", "serial", "summary", "testing", "train",
-))
+    "GlobalMaxPool1D", "GlobalMaxPool2D", "GlobalMaxPool3D", "Identity", "Input", "LSTM",
+    "LayerNorm", "MaxPool1D", "MaxPool2D", "MaxPool3D", "Multiply", "PReLU", "Reshape",
+    "Resize", "Scale", "SeparableConv1D", "SeparableConv2D", "SimpleRNN",
+    "SpatialDropout1D", "SpatialDropout2D", "SpatialDropout3D", "SqueezeExcitation",
+    "StochasticDepth", "UpSampling1D", "UpSampling2D", "UpSampling3D", "ZeroPadding1D",
+    "ZeroPadding2D", "ZeroPadding3D",
+    # combinators
+    "Sequential", "compose", "fanout", "parallel", "repeat", "residual", "serial",
+    # cells for a scan of your own
+    "Cell", "GRUCell", "LSTMCell", "SimpleRNNCell",
+    # types, functions and modules
+    "EarlyStopping", "GradcheckError", "Layer", "Masked", "Summary", "SummaryRow",
+    "activations", "check_ids", "count_params", "fit", "frozen", "gradcheck",
+    "gradcheck_layer", "initializers", "interop", "label_params", "losses", "models",
+    "output_shape", "path_mask", "path_strings", "regularizers", "reset_state", "summary",
+    "testing",
+    "train",
+])

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import numbers
 from typing import Any
 
@@ -12,65 +13,49 @@ import numpy as np
 from jaxlayers.masked import Masked
 
 
-class ShapeSpec(tuple):
-    """A shape tuple that also carries a dtype: what combinators hand to a child's init.
-
-    It indexes and compares like the plain tuple a user's own `init` expects
-    (`input_shape[-1]`), and `as_struct` reads its dtype (int32 token ids stay int32).
-    """
-
-    dtype: Any
-
-    def __new__(cls, shape, dtype):
-        self = super().__new__(cls, tuple(int(d) for d in shape))
-        self.dtype = jnp.dtype(dtype)
-        return self
-
-    @property
-    def shape(self):
-        return tuple(self)
-
-
-def to_shape_spec(tree: Any) -> Any:
-    """Replace every ShapeDtypeStruct in `tree` by a `ShapeSpec`."""
-    return jax.tree.map(lambda s: ShapeSpec(s.shape, s.dtype), tree)
-
-
 def is_shape(spec: Any) -> bool:
     """True for a plain shape: a tuple or list of non-negative Python ints."""
     return isinstance(spec, (tuple, list)) and all(
         isinstance(d, numbers.Integral) and not isinstance(d, bool) for d in spec)
 
 
-def as_struct(spec: Any, dtype=jnp.float32):
-    """Turn an input spec into `jax.ShapeDtypeStruct`s, keeping tuples of specs as tuples.
+def as_spec(spec: Any, dtype=jnp.float32):
+    """The one conversion of an input spec: `jax.ShapeDtypeStruct`s, in the same structure.
 
-    A spec is a shape tuple (float32 unless `dtype` says otherwise), an array, a
-    `jax.ShapeDtypeStruct`, a `Masked` of those, or a tuple of specs (multi-input layers).
+    A spec is a `jax.ShapeDtypeStruct` (kept as it is), an array (its shape and dtype), a
+    plain shape tuple (`dtype`, float32 unless the layer says otherwise: Embedding reads
+    (N, T) as int32 ids), a `jl.Masked` of those (its mask is bool), or a tuple or dict of
+    specs (several inputs). `jl.Layer` calls this on whatever is given to `layer.init`, so
+    every layer's own init receives structs; on structs it changes nothing.
     """
-    if isinstance(spec, Masked):
-        return Masked(as_struct(spec.values, dtype), as_struct(spec.mask, jnp.bool_))
     if isinstance(spec, jax.ShapeDtypeStruct):
         return spec
+    if isinstance(spec, Masked):
+        return Masked(as_spec(spec.values, dtype), as_spec(spec.mask, jnp.bool_))
     if hasattr(spec, "shape") and hasattr(spec, "dtype"):
         return jax.ShapeDtypeStruct(tuple(spec.shape), spec.dtype)
     if is_shape(spec):
         return jax.ShapeDtypeStruct(tuple(int(d) for d in spec), dtype)
     if isinstance(spec, (tuple, list)):
-        return tuple(as_struct(s, dtype) for s in spec)
-    raise TypeError(f"input_shape must be a shape tuple, an array, a jax.ShapeDtypeStruct "
-                    f"or a tuple of those, got {spec!r}.")
+        return tuple(as_spec(s, dtype) for s in spec)
+    if isinstance(spec, dict):
+        return {k: as_spec(v, dtype) for k, v in spec.items()}
+    raise TypeError(f"input spec must be a shape tuple, an array, a jax.ShapeDtypeStruct, "
+                    f"a jl.Masked, or a tuple or dict of those, got {spec!r}.")
 
 
-def shape_of(spec: Any) -> tuple[int, ...]:
-    """The shape of a single-input spec (shape tuple, array, struct, or Masked)."""
+def spec_of(tree: Any) -> Any:
+    """The spec of a value: every array (or tracer) in `tree` as a `jax.ShapeDtypeStruct`."""
+    return jax.tree.map(lambda a: jax.ShapeDtypeStruct(tuple(a.shape), a.dtype), tree)
+
+
+def shape_of(layer: str, spec: Any) -> tuple[int, ...]:
+    """The shape of a single-input spec (a struct, or the values of a `jl.Masked` one)."""
     if isinstance(spec, Masked):
         spec = spec.values
-    if is_shape(spec):
-        return tuple(int(d) for d in spec)
-    if hasattr(spec, "shape"):
-        return tuple(spec.shape)
-    raise TypeError(f"expected a shape tuple, an array or a jax.ShapeDtypeStruct, got {spec!r}.")
+    if not isinstance(spec, jax.ShapeDtypeStruct):
+        raise ValueError(f"{layer}: takes one input, got the spec {spec!r}.")
+    return tuple(spec.shape)
 
 
 def describe(x: Any) -> str:
@@ -83,20 +68,42 @@ def describe(x: Any) -> str:
     return type(x).__name__
 
 
+def _is_int(value: Any) -> bool:
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+
+
+def _is_real(value: Any) -> bool:
+    return isinstance(value, numbers.Real) and not isinstance(value, bool)
+
+
 def check_positive_int(layer: str, name: str, value: Any) -> int:
-    if not isinstance(value, numbers.Integral) or isinstance(value, bool) or value <= 0:
+    if not _is_int(value) or value <= 0:
         raise ValueError(f"{layer}: {name} must be a positive int, got {value!r}.")
     return int(value)
 
 
+def check_int_at_least(layer: str, name: str, value: Any, minimum: int) -> int:
+    if not _is_int(value) or value < minimum:
+        raise ValueError(f"{layer}: {name} must be an int >= {minimum}, got {value!r}.")
+    return int(value)
+
+
+def check_non_negative_float(layer: str, name: str, value: Any, *, finite: bool = False) -> float:
+    ok = _is_real(value) and value >= 0 and (not finite or math.isfinite(value))
+    if not ok:
+        what = "a finite number >= 0" if finite else "a number >= 0"
+        raise ValueError(f"{layer}: {name} must be {what}, got {value!r}.")
+    return float(value)
+
+
 def check_rate(layer: str, name: str, value: Any) -> float:
-    if not isinstance(value, numbers.Real) or isinstance(value, bool) or not 0.0 <= value < 1.0:
+    if not _is_real(value) or not 0.0 <= value < 1.0:
         raise ValueError(f"{layer}: {name} must be a float in [0, 1), got {value!r}.")
     return float(value)
 
 
 def check_positive_float(layer: str, name: str, value: Any) -> float:
-    if not isinstance(value, numbers.Real) or isinstance(value, bool) or not value > 0:
+    if not _is_real(value) or not value > 0:
         raise ValueError(f"{layer}: {name} must be a positive number, got {value!r}.")
     return float(value)
 

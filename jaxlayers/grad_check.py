@@ -16,7 +16,9 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
-from jaxlayers._checks import as_struct, is_shape, to_shape_spec
+from jaxlayers._checks import as_spec, is_shape
+from jaxlayers._paths import leaf_paths
+from jaxlayers.core import as_layer
 from jaxlayers.masked import Masked
 
 __all__ = ["gradcheck", "gradcheck_layer", "GradcheckError", "GradcheckReport", "LeafCheck"]
@@ -42,7 +44,7 @@ class GradcheckError(AssertionError):
 class LeafCheck(NamedTuple):
     """The check of one differentiated leaf.
 
-    path: where the leaf sits, e.g. "args[0]['kernel']" or "params[1]['gamma']".
+    path: where the leaf sits, e.g. "args/0/kernel" or "params/1/gamma" (jl.path_strings' format).
     coords: the flat (row-major) indices checked; all of them unless the leaf has more
       than `max_coords` entries, then a sorted sample drawn with `seed`.
     max_abs_err, max_rel_err: over the checked coordinates, |analytic - numerical| and
@@ -151,17 +153,6 @@ def float_struct_leaves(tree: Any) -> list:
     return [s for s in jax.tree.leaves(tree) if jnp.issubdtype(s.dtype, jnp.floating)]
 
 
-def leaf_paths(tree: Any, names: Sequence[str] | None = None) -> list[str]:
-    """Readable paths of every leaf of `tree`: "args[0]['kernel']" style.
-
-    With `names`, `tree` is a tuple and its i-th element is printed as names[i].
-    """
-    paths = [p for p, _ in jax.tree_util.tree_flatten_with_path(tree)[0]]
-    if names is None:
-        return [jax.tree_util.keystr(p) for p in paths]
-    return [names[p[0].idx] + jax.tree_util.keystr(p[1:]) for p in paths]
-
-
 class Flat:
     """The real floating leaves of a tuple of pytrees as one float64 vector `theta`.
 
@@ -231,7 +222,7 @@ def numpy_rng(key, salt: int = 0) -> np.random.Generator:
 
 
 def random_input(input_shape: Any, dtype, rng: np.random.Generator) -> Any:
-    """A concrete input for `input_shape`, mirroring `as_struct` (numpy arrays).
+    """A concrete input for `input_shape`, mirroring `as_spec` (numpy arrays).
 
     Shapes (in `dtype`) and float ShapeDtypeStructs get standard normals, integer ones
     values in [0, 4), bool ones fair coins; arrays are used as given; the mask of a
@@ -239,7 +230,7 @@ def random_input(input_shape: Any, dtype, rng: np.random.Generator) -> Any:
     """
     if isinstance(input_shape, Masked):
         values = random_input(input_shape.values, dtype, rng)
-        mask_shape = tuple(as_struct(input_shape.mask, jnp.bool_).shape)
+        mask_shape = tuple(as_spec(input_shape.mask, jnp.bool_).shape)
         if len(mask_shape) == 2:
             lengths = rng.integers(1, mask_shape[1] + 1, size=(mask_shape[0], 1))
             mask = np.arange(mask_shape[1])[None, :] < lengths
@@ -247,7 +238,7 @@ def random_input(input_shape: Any, dtype, rng: np.random.Generator) -> Any:
             mask = rng.random(mask_shape) < 0.5
         return Masked(values, mask)
     if isinstance(input_shape, jax.ShapeDtypeStruct) or is_shape(input_shape):
-        struct = as_struct(input_shape, dtype)
+        struct = as_spec(input_shape, dtype)
         shape, dt = tuple(struct.shape), jnp.dtype(struct.dtype)
         if jnp.issubdtype(dt, jnp.floating):
             return rng.standard_normal(shape).astype(dt)
@@ -260,7 +251,9 @@ def random_input(input_shape: Any, dtype, rng: np.random.Generator) -> Any:
         return np.asarray(input_shape)
     if isinstance(input_shape, (tuple, list)):
         return tuple(random_input(s, dtype, rng) for s in input_shape)
-    return as_struct(input_shape)  # raises as_struct's TypeError naming the bad spec
+    if isinstance(input_shape, dict):
+        return {k: random_input(s, dtype, rng) for k, s in input_shape.items()}
+    return as_spec(input_shape)  # raises as_spec's TypeError naming the bad spec
 
 
 # ----------------------------------------------------------------------------- the check
@@ -382,7 +375,7 @@ def gradcheck(fn: Callable, *args: Any, eps: float = 1e-6, rtol: float = 1e-5,
       seed: seeds the projection v and the sampled coordinates (deterministic).
 
     Returns:
-      a `GradcheckReport`: per leaf ("args[0]['kernel']"), the coordinates checked and the
+      a `GradcheckReport`: per leaf ("args/0/kernel"), the coordinates checked and the
       largest absolute and relative errors; `print(report)` shows a table.
 
     Raises:
@@ -402,7 +395,7 @@ def gradcheck(fn: Callable, *args: Any, eps: float = 1e-6, rtol: float = 1e-5,
         if not any(is_float_array(leaf) for leaf in jax.tree.leaves(args)):
             raise ValueError("gradcheck: no floating-point array among the arguments to "
                              "differentiate; integer and non-array leaves are held fixed.")
-        names = [f"args[{i}]" for i in range(len(args))]
+        names = [f"args/{i}" for i in range(len(args))]
         return run_gradcheck(fn, args, names, eps=eps, rtol=rtol, atol=atol,
                              max_coords=max_coords, seed=seed)
 
@@ -418,16 +411,14 @@ def gradcheck_layer(layer, input_shape: Any, key, training: bool = False, *,
     Integer inputs are held fixed, so only the params are checked. With `training=True`
     every evaluation gets the same key (fold_in(key, 1)), so dropout masks are frozen and
     the check is of a deterministic function; BatchNorm then differentiates through the
-    batch statistics. Leaves are named "params[0]['kernel']" and "x".
+    batch statistics. Leaves are named "params/0/kernel" and "x".
 
     Returns an empty report (ok) when there is nothing to differentiate. Raises as
     `gradcheck` (GradcheckError, naming the layer).
     """
-    from jaxlayers.core import Layer  # local: core does not need gradient checks
-
     _check_settings(eps, rtol, atol, max_coords)
-    layer = layer if isinstance(layer, Layer) else Layer(*layer)
-    params, state = layer.init(key, to_shape_spec(as_struct(input_shape)))
+    layer = as_layer("gradcheck_layer", layer)
+    params, state = layer.init(key, input_shape)
     x = random_input(input_shape, jnp.float32, numpy_rng(key))
     apply_key = jax.random.fold_in(key, 1) if training else None
     return check_layer_gradients(layer, params, state, x, apply_key, training, eps=eps,

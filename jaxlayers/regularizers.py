@@ -12,51 +12,34 @@ gamma/beta and embeddings are not, as Keras's `kernel_regularizer`.
 
 from __future__ import annotations
 
-import math
-import numbers
 from typing import Any, Callable
 
 import jax
 import jax.numpy as jnp
 
+from jaxlayers._checks import check_non_negative_float
+from jaxlayers._paths import path_string
+
 __all__ = ["l1", "l2", "l1_l2", "is_kernel"]
-
-
-def _key_name(key: Any):
-    """The name of one pytree path entry: a dict key, an attribute name, or a plain str."""
-    if isinstance(key, str):
-        return key
-    if isinstance(key, jax.tree_util.DictKey):
-        return key.key
-    if isinstance(key, jax.tree_util.GetAttrKey):
-        return key.name
-    return None  # SequenceKey / FlattenedIndexKey: a position, not a name
 
 
 def is_kernel(path) -> bool:
     """True if the last entry of a pytree path is a name ending in "kernel".
 
-    `path` is a key path as `jax.tree_util.tree_flatten_with_path` gives it (a tuple of
-    DictKey / SequenceKey / GetAttrKey), a tuple of plain strings, or a "/"-joined path
-    string as `jl.freeze` and `jl.summary` show it ("features/conv1/kernel"), so the
-    same predicate selects for freezing and for penalties. Matches "kernel",
+    `path` is a "/"-joined path string as `jl.path_strings`, `jl.path_mask` and
+    `jl.summary` show it ("features/conv1/kernel"), a key path as
+    `jax.tree_util.tree_flatten_with_path` gives it, or a tuple of plain strings: the same
+    predicate selects for freezing and for penalties. Matches "kernel",
     "recurrent_kernel", "depthwise_kernel", "pointwise_kernel"; not "bias", "gamma",
-    "beta", "embeddings", nor a positional entry.
+    "beta", "embeddings", nor a positional entry ("0").
     """
-    if isinstance(path, str):
-        path = tuple(path.split("/"))
-    if not path:
-        return False
-    name = _key_name(path[-1])
-    return isinstance(name, str) and name.endswith("kernel")
+    if not isinstance(path, str):
+        path = path_string(path)
+    return path.split("/")[-1].endswith("kernel")
 
 
 def _check_lam(where: str, name: str, value: Any) -> float:
-    ok = (isinstance(value, numbers.Real) and not isinstance(value, bool)
-          and math.isfinite(value) and value >= 0)
-    if not ok:
-        raise ValueError(f"{where}: {name} must be a finite number >= 0, got {value!r}.")
-    return float(value)
+    return check_non_negative_float(where, name, value, finite=True)
 
 
 def _kernels(params) -> list:

@@ -43,11 +43,12 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxlayers._checks import as_struct, to_shape_spec
-from jaxlayers.core import Layer, Masked, output_shape
+from jaxlayers._checks import as_spec
+from jaxlayers.core import Layer, Masked, as_layer, output_shape
+from jaxlayers._paths import leaf_paths
 from jaxlayers.grad_check import (Flat, cast_floats, check_layer_gradients, float_leaves,
-                                  float_struct_leaves, is_float_array, leaf_paths,
-                                  numpy_rng, project, projection, random_input)
+                                  float_struct_leaves, is_float_array, numpy_rng, project,
+                                  projection, random_input)
 
 __all__ = ["check_layer", "check_shapes", "check_transforms", "check_keys",
            "check_bad_inputs", "check_jvp", "check_second_order", "check_gradients",
@@ -68,22 +69,18 @@ class _Subject:
     """One layer on one input: params, state, concrete inputs and keys, built once."""
 
     def __init__(self, layer, input_shape, key, input_dtype=jnp.float32):
-        if not (isinstance(layer, tuple) and len(layer) == 2 and all(map(callable, layer))):
-            raise TypeError(f"check_layer: layer must be a jl.Layer (an (init, apply) pair), "
-                            f"got {layer!r}.")
+        self.layer = as_layer("check_layer", layer)
         if key is None:
             raise ValueError("check_layer: key must be a PRNG key, got None.")
-        self.layer = layer if isinstance(layer, Layer) else Layer(*layer)
         self.input_shape, self.input_dtype, self.key = input_shape, input_dtype, key
-        self.spec = as_struct(input_shape, input_dtype)
-        self.init_spec = to_shape_spec(self.spec)  # indexes like a tuple, as combinators pass
+        self.spec = as_spec(input_shape, input_dtype)
         self.where = f"{self.layer.name} on {_fmt(self.spec)}"
         rng = numpy_rng(key)
         self.x = random_input(input_shape, input_dtype, rng)
         self.x2 = random_input(input_shape, input_dtype, rng)
         self.train_key = jax.random.fold_in(key, 1)
         with _failure(self.where, "init(key, input_shape)"):
-            self.params, self.state = self.layer.init(key, self.init_spec)
+            self.params, self.state = self.layer.init(key, self.spec)
 
     def apply(self, params, state, x, training, key=None):
         key = key if key is not None or not training else self.train_key
@@ -119,6 +116,10 @@ def _fmt(spec) -> str:
     return f"{jnp.dtype(spec.dtype).name}{tuple(spec.shape)}"
 
 
+def _at(path: str) -> str:
+    return f" at {path!r}" if path else ""
+
+
 def _struct(tree) -> Any:
     return jax.tree.map(lambda a: (tuple(np.shape(a)), str(jnp.result_type(a))), tree)
 
@@ -131,7 +132,7 @@ def _compare(subject, what, got, want, rtol, atol):
     for path, g, w in zip(leaf_paths(want), jax.tree.leaves(got), jax.tree.leaves(want)):
         g, w = np.asarray(g), np.asarray(w)
         if g.shape != w.shape or g.dtype != w.dtype:
-            subject.fail(f"{what}: output{path} is {g.dtype}{g.shape}, expected "
+            subject.fail(f"{what}: output{_at(path)} is {g.dtype}{g.shape}, expected "
                          f"{w.dtype}{w.shape}.")
         if is_float_array(w):
             g64, w64 = g.astype(np.float64), w.astype(np.float64)
@@ -142,13 +143,13 @@ def _compare(subject, what, got, want, rtol, atol):
             bad = g != w
         if np.any(bad):
             i = np.unravel_index(int(np.argmax(bad)), w.shape)
-            subject.fail(f"{what}: output{path} differs at {tuple(int(j) for j in i)}: "
+            subject.fail(f"{what}: output{_at(path)} differs at {tuple(int(j) for j in i)}: "
                          f"{g[i]!r} vs {w[i]!r} ({int(np.sum(bad))} of {w.size} entries).")
 
 
 def _base_names(layer) -> set[str]:
     """The names of a layer and all its children, without arguments: Activation, Serial."""
-    names = {layer.name.split("(")[0]} if isinstance(layer, Layer) else {"Layer"}
+    names = {layer.name} if isinstance(layer, Layer) else {"Layer"}
     children = getattr(layer, "children", None)
     if children is not None:
         for child in (children.values() if isinstance(children, dict) else children):
@@ -176,14 +177,14 @@ def _check_shapes(s: _Subject) -> None:
     with _failure(s.where, "jl.output_shape"):
         expected = output_shape(layer, s.spec)
     with _failure(s.where, "jax.eval_shape(init)"):
-        abstract = jax.eval_shape(lambda k: layer.init(k, s.init_spec), s.key)
+        abstract = jax.eval_shape(lambda k: layer.init(k, s.spec), s.key)
     if _struct(abstract) != _struct((s.params, s.state)):
         s.fail(f"init's params/state differ between a concrete and an abstract (eval_shape) "
                f"call: {_struct((s.params, s.state))} vs {_struct(abstract)}.")
     if n is not None:
         with _failure(s.where, f"jax.eval_shape(init) with batch size {n + 1}"):
             bigger = jax.eval_shape(
-                lambda k: layer.init(k, to_shape_spec(_batched(s.spec, n + 1))), s.key)
+                lambda k: layer.init(k, _batched(s.spec, n + 1)), s.key)
         if _struct(bigger) != _struct((s.params, s.state)):
             s.fail(f"params/state depend on the batch size: batch {n} gives "
                    f"{_struct((s.params, s.state))}, batch {n + 1} gives {_struct(bigger)}.")
@@ -312,7 +313,7 @@ def _check_keys(s: _Subject, random: bool) -> None:
 def _check_bad_inputs(s: _Subject, bad_inputs) -> None:
     for entry in bad_inputs:
         spec, exc_type, pattern = entry
-        struct = as_struct(spec, s.input_dtype)
+        struct = as_spec(spec, s.input_dtype)
         for training in (False, True):
             what = f"apply(training={training}) on bad input {_fmt(struct)}"
             try:
@@ -453,16 +454,16 @@ def _check_bfloat16(s: _Subject) -> None:
         if not is_float_array(b):
             continue
         if takes_floats and a.dtype != jnp.bfloat16:
-            s.fail(f"bfloat16 input gives {a.dtype} output{path}; compute should follow the "
+            s.fail(f"bfloat16 input gives {a.dtype} output{_at(path)}; compute should follow the "
                    f"input's dtype (or the layer's dtype=).")
         a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
         if not np.all(np.isfinite(a)):
-            s.fail(f"bfloat16 output{path} is not finite.")
+            s.fail(f"bfloat16 output{_at(path)} is not finite.")
         scale = max(1.0, float(np.max(np.abs(b), initial=0.0)))
         err = np.abs(a - b)
         if not np.all(err <= _BF16_TOL * scale):
             i = np.unravel_index(int(np.argmax(err)), err.shape)
-            s.fail(f"bfloat16 output{path} is far from float32 on the same values: "
+            s.fail(f"bfloat16 output{_at(path)} is far from float32 on the same values: "
                    f"{a[i]!r} vs {b[i]!r} at {tuple(int(k) for k in i)} "
                    f"(tolerance {_BF16_TOL} x {scale:.3g}).")
 

@@ -34,7 +34,6 @@ from __future__ import annotations
 
 import functools
 import math
-import numbers
 import time
 from typing import Callable, Iterable
 
@@ -42,6 +41,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
+
+from jaxlayers._checks import check_int_at_least, check_non_negative_float, check_one_of
+from jaxlayers.core import Layer, as_layer
 
 __all__ = ["accuracy", "binary_accuracy", "make_train_step", "make_eval_step", "fit",
            "Callback", "EarlyStopping"]
@@ -124,10 +126,8 @@ def _metric_fns(where: str, metrics) -> dict[str, Callable]:
 
 # --------------------------------------------------------------------------- steps
 
-def _check_model(where: str, model) -> None:
-    if not (isinstance(model, tuple) and len(model) == 2 and all(map(callable, model))):
-        raise TypeError(f"{where}: model must be a jl.Layer (an (init, apply) pair), "
-                        f"got {model!r}.")
+def _check_model(where: str, model) -> Layer:
+    return as_layer(where, model)
 
 
 def _check_callable(where: str, name: str, fn, hint: str) -> None:
@@ -309,16 +309,10 @@ class EarlyStopping(Callback):
         if not isinstance(monitor, str):
             raise ValueError(f"EarlyStopping: monitor must be a logged name such as "
                              f"'val_loss', got {monitor!r}.")
-        if not isinstance(patience, numbers.Integral) or isinstance(patience, bool) \
-                or patience < 0:
-            raise ValueError(f"EarlyStopping: patience must be an int >= 0, got {patience!r}.")
-        if mode not in ("auto", "min", "max"):
-            raise ValueError(f"EarlyStopping: mode must be one of ['auto', 'max', 'min'], "
-                             f"got {mode!r}.")
-        if not isinstance(min_delta, numbers.Real) or not min_delta >= 0:
-            raise ValueError(f"EarlyStopping: min_delta must be a number >= 0, "
-                             f"got {min_delta!r}.")
-        self.monitor, self.patience, self.min_delta = monitor, int(patience), float(min_delta)
+        patience = check_int_at_least("EarlyStopping", "patience", patience, 0)
+        check_one_of("EarlyStopping", "mode", mode, ("auto", "min", "max"))
+        min_delta = check_non_negative_float("EarlyStopping", "min_delta", min_delta)
+        self.monitor, self.patience, self.min_delta = monitor, patience, min_delta
         self.mode = mode if mode != "auto" else ("max" if "acc" in monitor else "min")
         self.restore_best = restore_best
         self._reset()
@@ -516,12 +510,6 @@ def _fit_fns(*args):
     return _fit_fns_cached(*args)
 
 
-def _check_int(where: str, name: str, value, minimum: int) -> int:
-    if not isinstance(value, numbers.Integral) or isinstance(value, bool) or value < minimum:
-        raise ValueError(f"{where}: {name} must be an int >= {minimum}, got {value!r}.")
-    return int(value)
-
-
 def _typed_key(where: str, key):
     if key is None or not hasattr(key, "dtype"):
         raise TypeError(f"{where}: key must be a PRNG key such as jax.random.key(0), got {key!r}.")
@@ -586,8 +574,8 @@ def fit(model, params, state, data, *, loss: Callable, optimizer, epochs: int,
     _check_optimizer(where, optimizer)
     if penalty is not None:
         _check_callable(where, "penalty", penalty, "penalty(params) -> scalar")
-    epochs = _check_int(where, "epochs", epochs, 0)
-    batch_size = _check_int(where, "batch_size", batch_size, 1)
+    epochs = check_int_at_least(where, "epochs", epochs, 0)
+    batch_size = check_int_at_least(where, "batch_size", batch_size, 1)
     key = _typed_key(where, key)
     x, y, n = _host_data(where, "data", data)
     val = None if validation_data is None else _host_data(where, "validation_data",

@@ -10,6 +10,7 @@ from typing import Any, Callable, Mapping, NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 import jaxlayers as jl
 
@@ -26,6 +27,10 @@ class Case(NamedTuple):
     bad_inputs: tuple = ()            # (input spec, exception type, message regex)
     name: str = ""                    # test id suffix: "Dense-3d"
     skip: Mapping[str, str] = MappingProxyType({})  # check name -> why it does not apply
+    # An independent reference: reference(params, state, x, training) -> the output, in
+    # NumPy (float64) or PyTorch, never by calling jaxlayers. test_reference compares
+    # apply with it at training=False, and at training=True unless the case is random.
+    reference: Callable | None = None
 
     @property
     def id(self) -> str:
@@ -57,6 +62,28 @@ def _features(layer: str, expected: int, shape) -> tuple:
 
 def _tuple_of(layer: str, n: int, shape) -> tuple:
     return (shape, ValueError, rf"{layer}: input must be a tuple of at least {n} arrays")
+
+
+# ---------------------------------------------------------------- NumPy references
+
+def _f64(a):
+    return np.asarray(a, np.float64)
+
+
+def _ref_dense(activation):
+    """y = act(x @ kernel + bias) in float64 NumPy."""
+    def ref(params, state, x, training):
+        y = _f64(x) @ _f64(params["kernel"])
+        if "bias" in params:
+            y = y + _f64(params["bias"])
+        return y if activation is None else activation(y)
+    return ref
+
+
+def _forward(m, x, *, scale=1.0):
+    """A compose model with a reused child: out(drop(norm(dense(x))) * scale) + dense(x)."""
+    h = m.norm(m.dense(x))
+    return m.out(m.drop(h) * scale) + m.dense(x)
 
 
 _ACTIVATIONS = [
@@ -93,7 +120,7 @@ CASES = _ACTIVATIONS + [
     Case(jl.Concatenate, (), dict(axis=1), ((2, 3, 4), (2, 2, 4), (2, 1, 4)), name="axis1",
          bad_inputs=((((2, 3, 4), (2, 3, 5)), ValueError,
                       r"Concatenate: inputs must agree on every axis but 1"),)),
-    Case(jl.Dense, (5,), {}, (2, 3), name="2d", bad_inputs=(
+    Case(jl.Dense, (5,), {}, (2, 3), name="2d", reference=_ref_dense(None), bad_inputs=(
         _features("Dense", 3, (2, 4)),
         _float_only("Dense", (2, 3)),
         ((), ValueError, r"Dense: input must have rank >= 1, got shape \(\)"),
@@ -160,6 +187,23 @@ CASES = _ACTIVATIONS + [
          bad_inputs=(_features("Dense", 3, (2, 4)),)),
     Case(jl.repeat, (jl.serial(jl.BatchNorm(), jl.Dropout(0.25)), 2), {}, (4, 3),
          random=True, name="bn-dropout", bad_inputs=(_features("BatchNorm", 3, (4, 2)),)),
+    Case(jl.compose, (_forward,), dict(dense=jl.Dense(4), norm=jl.LayerNorm(),
+                                       drop=jl.Dropout(0.3), out=jl.Dense(4)),
+         (3, 4), random=True, bad_inputs=(_features("Dense", 4, (3, 5)),)),
+    # blocks of the model zoo
+    Case(jl.Identity, (), {}, (2, 3),
+         skip={"bad_inputs": "Identity passes any input on; there is nothing to refuse"}),
+    Case(jl.Branches, (jl.Add(),), dict(activation="relu", main=jl.Dense(3), skip=jl.Identity()),
+         (2, 3), bad_inputs=(_features("Dense", 3, (2, 4)),)),
+    Case(jl.Branches, (jl.Concatenate(),), dict(a=jl.Dense(2), b=jl.Dropout(0.2)), (4, 3),
+         random=True, name="concat-dropout", bad_inputs=(_features("Dense", 3, (4, 5)),)),
+    Case(jl.Scale, (jl.Dense(1, activation="sigmoid"),), {}, (2, 4),
+         bad_inputs=(_features("Dense", 4, (2, 5)),
+                     ((2, 3), ValueError, r"Dense: input must have 4 features"))),
+    Case(jl.SqueezeExcitation, (4, 2), dict(activation="swish"), (2, 3, 3, 4), bad_inputs=(
+        ((2, 3, 3, 5), ValueError, r"Conv2D: input must have 4 channels on the last axis"),)),
+    Case(jl.StochasticDepth, (0.3,), {}, (8, 2, 2, 3), random=True,
+         bad_inputs=(_masked("StochasticDepth", (8, 2, 3), 2),)),
 ]
 
 # Families registered in their own files, which import Case and S from this module (so

@@ -19,21 +19,27 @@ def _np(tree):
 
 
 def test_layer_unpacks_like_a_stax_pair_and_user_layers_work():
-    def init(key, input_shape):
-        return {"w": jnp.full((input_shape[-1],), 2.0)}, {}
+    seen = []
+
+    def init(key, input_spec):
+        seen.append(input_spec)  # always a jax.ShapeDtypeStruct, whoever calls init
+        return {"w": jnp.full((input_spec.shape[-1],), 2.0)}, {}
 
     def apply(params, state, x, *, key=None, training=False):
         return x * jnp.broadcast_to(params["w"], x.shape), state
 
     layer = jl.Layer(init, apply)
     init_fn, apply_fn = layer
-    assert init_fn is init and apply_fn is apply
+    assert init_fn is layer.init and apply_fn is layer.apply
+    init_fn(KEY, (3, 4))
+    init_fn(KEY, jnp.ones((3, 4)))
     model = jl.serial(layer, jl.Dense(2))
     params, state = model.init(KEY, (3, 4))
     y, _ = model.apply(params, state, jnp.ones((3, 4)))
     p = _np(params[1])
     np.testing.assert_allclose(y, 2.0 * np.ones((3, 4)) @ p["kernel"] + p["bias"], rtol=1e-6)
-    assert "Layer" in jl.summary(model, (3, 4), print_fn=None)
+    assert [r.type for r in jl.summary(model, (3, 4), print_fn=None).rows] == ["Layer", "Dense"]
+    assert seen and all(s == jax.ShapeDtypeStruct((3, 4), jnp.float32) for s in seen)
 
 
 def test_serial_equals_manual_composition():
@@ -52,8 +58,8 @@ def test_serial_with_keywords_names_params():
     params, state = model.init(KEY, (1, 3))
     assert set(params) == {"features", "head"}
     assert params["head"]["kernel"].shape == (4, 2)
-    text = jl.summary(model, (1, 3), print_fn=None)
-    assert "features" in text and "head" in text
+    rows = jl.summary(model, (1, 3), print_fn=None).rows
+    assert [r.path for r in rows] == ["features", "head"]
     with pytest.raises(ValueError, match="serial: give the children all by position"):
         jl.serial(jl.Dense(2), head=jl.Dense(2))
 
@@ -150,7 +156,7 @@ def test_input_declares_shape():
         model.apply(params, ({}, {}), jnp.ones((2, 8), jnp.int32))
     with pytest.raises(ValueError, match="Input: shape must be a tuple of ints"):
         jl.Input(8)
-    with pytest.raises(ValueError, match="Dense: input_shape is required"):
+    with pytest.raises(ValueError, match="Dense: an input spec is required"):
         jl.output_shape(jl.Dense(3))
 
 
@@ -164,14 +170,22 @@ def test_output_shape_allocates_nothing_and_accepts_structs():
 def test_summary_table_and_count_params():
     model = jl.serial(jl.Dense(256, activation="relu"), jl.Dense(128, activation="relu"),
                       jl.Dense(10))
-    text = jl.summary(model, (32, 784), print_fn=None)
-    for count in ("200,960", "32,896", "1,290", "Total params: 235,146"):
-        assert count in text
-    assert "(32, 256)" in text
+    summary = jl.summary(model, (32, 784), print_fn=None)
+    assert [(r.path, r.type, r.output_shape, r.params, r.state) for r in summary.rows] == [
+        ("0", "Dense", (32, 256), 200_960, 0), ("1", "Dense", (32, 128), 32_896, 0),
+        ("2", "Dense", (32, 10), 1_290, 0)]
+    assert summary.total_params == 235_146 and summary.total_state == 0
+    for count in ("200,960", "32,896", "1,290", "Total params: 235,146", "(32, 256)"):
+        assert count in summary.text
+    assert str(summary) == summary.text
+    printed = []
+    jl.summary(model, (32, 784), print_fn=printed.append)
+    assert printed == [summary.text]
     params, _ = model.init(KEY, (1, 784))
     assert jl.count_params(params) == 235_146
-    bn = jl.serial(jl.Dense(4), jl.BatchNorm())
-    assert "Non-trainable state: 8" in jl.summary(bn, (2, 3), print_fn=None)
+    bn = jl.summary(jl.serial(jl.Dense(4), jl.BatchNorm()), (2, 3), print_fn=None)
+    assert bn.total_state == 8 and bn.rows[1].state == 8
+    assert "Non-trainable state: 8" in bn.text
 
 
 def test_batch_size_does_not_change_params():
@@ -200,10 +214,18 @@ def test_masked_passes_through_per_step_layers_and_is_refused_elsewhere():
 
 
 def test_combinator_children_must_be_layers():
-    with pytest.raises(TypeError, match="serial: every child must be a jl.Layer"):
+    with pytest.raises(TypeError, match=r"serial: expected a jl.Layer \(an \(init, apply\) "
+                                        r"pair\), got str: 'relu'"):
         jl.serial(jl.Dense(2), "relu")
     with pytest.raises(ValueError, match="fanout: n must be a positive int"):
         jl.fanout(0)
+    with pytest.raises(ValueError, match="fanout: give a positive int n or distinct branch "
+                                         "names, got \\('a', 'a'\\)"):
+        jl.fanout("a", "a")
+    for where, build in (("parallel", jl.parallel), ("residual", jl.residual),
+                         ("Bidirectional", jl.Bidirectional), ("compose", None)):
+        with pytest.raises(TypeError, match=f"{where}: expected a jl.Layer"):
+            build("relu") if build else jl.compose(lambda m, x: x, a="relu")
 
 
 def test_params_or_state_of_the_wrong_structure_name_the_combinator():

@@ -1,4 +1,4 @@
-"""jl.freeze / jl.frozen / jl.path_strings: masks by path, and frozen params that never change."""
+"""jl.path_mask / jl.frozen / jl.path_strings: masks by path, and frozen params that never change."""
 
 import functools
 
@@ -9,7 +9,7 @@ import optax
 import pytest
 
 import jaxlayers as jl
-from jaxlayers.freeze import freeze, frozen, label_params, path_strings
+from jaxlayers import frozen, label_params, path_mask, path_strings
 
 MODEL = jl.serial(features=jl.serial(jl.Dense(4, activation="tanh")),
                   head=jl.serial(jl.Dense(3, activation="tanh"), jl.Dense(2)))
@@ -34,11 +34,11 @@ def test_path_strings_join_keys_and_positions_like_summary():
 
 def test_freeze_mask_has_the_params_structure():
     params, _ = _params()
-    mask = freeze(params, lambda path: path.startswith("features/"))
+    mask = path_mask(params, lambda path: path.startswith("features/"))
     assert jax.tree.structure(mask) == jax.tree.structure(params)
     assert mask["features"][0] == {"bias": True, "kernel": True}
     assert mask["head"][1] == {"bias": False, "kernel": False}
-    kernels = freeze(params, lambda path: path.endswith("kernel"))
+    kernels = path_mask(params, lambda path: path.endswith("kernel"))
     assert [p for p, m in zip(path_strings(params), jax.tree.leaves(kernels)) if m] == [
         "features/0/kernel", "head/0/kernel", "head/1/kernel"]
     labels = label_params(params, lambda path: path.startswith("head/1/"))
@@ -47,12 +47,12 @@ def test_freeze_mask_has_the_params_structure():
 
 def test_freeze_errors():
     params, _ = _params()
-    with pytest.raises(ValueError, match="freeze: predicate matched none.*features/0/bias"):
-        freeze(params, lambda path: path.startswith("feature/"))  # typo
-    with pytest.raises(TypeError, match="freeze: predicate must be a callable"):
-        freeze(params, "features/")
-    with pytest.raises(TypeError, match="freeze: predicate must return a bool"):
-        freeze(params, lambda path: path if "head" in path else None)
+    with pytest.raises(ValueError, match="path_mask: predicate matched none.*features/0/bias"):
+        path_mask(params, lambda path: path.startswith("feature/"))  # typo
+    with pytest.raises(TypeError, match="path_mask: predicate must be a callable"):
+        path_mask(params, "features/")
+    with pytest.raises(TypeError, match="path_mask: predicate must return a bool"):
+        path_mask(params, lambda path: path if "head" in path else None)
     with pytest.raises(TypeError, match="frozen: optimizer must be"):
         frozen(0.1, params, lambda path: True)
 

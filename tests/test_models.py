@@ -18,10 +18,8 @@ import jaxlayers as jl
 from jaxlayers import models
 from jaxlayers.layers.conv import Conv2D
 from jaxlayers.layers.pool import GlobalAvgPool2D
-from jaxlayers.models._blocks import (branches, identity, scale_by, squeeze_excitation,
-                                      stochastic_depth)
-from jaxlayers.models.efficientnet import mbconv
-from jaxlayers.models.resnet import basic_block
+from jaxlayers.models._efficientnet import mbconv
+from jaxlayers.models._resnet import basic_block
 
 KEY = jax.random.key(0)
 IMAGENET = (1, 224, 224, 3)
@@ -86,16 +84,10 @@ def _googlenet_paper_count(num_classes=1000):
 
 
 def _summary_rows(model, shape):
-    """(path, type, output shape, params) per row of jl.summary's table, and its total."""
-    text = jl.summary(model, shape, print_fn=None)
-    lines = text.splitlines()
-    rules = [i for i, line in enumerate(lines) if set(line) == {"-"}]
-    rows = []
-    for line in lines[rules[1] + 1:rules[2]]:
-        path, kind, out, count = re.split(r"\s{2,}", line.strip())
-        rows.append((path, kind, out, int(count.replace(",", ""))))
-    total = int(re.search(r"Total params: ([\d,]+)", text).group(1).replace(",", ""))
-    return rows, total
+    """(path, type, output shape as text, params) per row of jl.summary, and its total."""
+    summary = jl.summary(model, shape, print_fn=None)
+    rows = [(r.path, r.type, str(r.output_shape), r.params) for r in summary.rows]
+    return rows, summary.total_params
 
 
 # ---------------------------------------------------------------- parameter counts
@@ -273,11 +265,12 @@ def test_builders_reject_bad_arguments():
         models.vgg16(dropout=1.5)
 
 
-# ---------------------------------------------------------------- private blocks
+# ---------------------------------------------------------------- blocks
 
 
 def test_branches_merges_named_branches_in_order():
-    layer = branches(jl.Concatenate(), "relu", "Test", skip=identity(), dense=jl.Dense(2))
+    layer = jl.Branches(jl.Concatenate(), activation="relu", name="Test", skip=jl.Identity(),
+                        dense=jl.Dense(2))
     params, state = layer.init(KEY, (3, 4))
     assert set(params) == {"skip", "dense"} and params["skip"] == {}
     x = jax.random.normal(jax.random.key(1), (3, 4))
@@ -285,13 +278,13 @@ def test_branches_merges_named_branches_in_order():
     dense = x @ params["dense"]["kernel"] + params["dense"]["bias"][None, :]
     np.testing.assert_allclose(y, jax.nn.relu(jnp.concatenate([x, dense], -1)), rtol=1e-6)
     with pytest.raises(ValueError, match="Test: needs at least one branch"):
-        branches(jl.Add(), None, "Test")
+        jl.Branches(jl.Add(), name="Test")
 
 
 def test_squeeze_excitation_gate_scales_each_channel():
     gate = jl.serial(pool=GlobalAvgPool2D(keepdims=True),
                      fc=Conv2D(3, 1, activation="sigmoid"))
-    layer = scale_by(gate, "SE")
+    layer = jl.Scale(gate, name="SE")
     x = jax.random.normal(jax.random.key(1), (2, 4, 5, 3))
     params, state = layer.init(KEY, x.shape)
     y, _ = layer.apply(params, state, x)
@@ -301,7 +294,7 @@ def test_squeeze_excitation_gate_scales_each_channel():
 
 
 def test_stochastic_depth_drops_whole_examples_while_training():
-    layer = stochastic_depth(0.5)
+    layer = jl.StochasticDepth(0.5)
     x = jnp.ones((64, 2, 2, 3))
     y, _ = layer.apply({}, {}, x, key=jax.random.key(3), training=True)
     per_example = np.asarray(y).reshape(64, -1)
@@ -312,13 +305,13 @@ def test_stochastic_depth_drops_whole_examples_while_training():
     with pytest.raises(ValueError, match="StochasticDepth: training=True needs a PRNG key"):
         layer.apply({}, {}, x, training=True)
     with pytest.raises(ValueError, match="StochasticDepth: rate"):
-        stochastic_depth(1.0)
+        jl.StochasticDepth(1.0)
 
 
-def test_private_blocks_pass_the_conformance_battery():
+def test_blocks_pass_the_conformance_battery():
     # jit/vmap/keys/float64 gradients/bfloat16 (jl.testing) on the SE gate and drop-path
-    jl.testing.check_layer(squeeze_excitation(4, 2, "swish"), (2, 3, 3, 4), KEY)
-    jl.testing.check_layer(stochastic_depth(0.5), (4, 2, 2, 3), KEY, random=True)
+    jl.testing.check_layer(jl.SqueezeExcitation(4, 2, activation="swish"), (2, 3, 3, 4), KEY)
+    jl.testing.check_layer(jl.StochasticDepth(0.5), (4, 2, 2, 3), KEY, random=True)
 
 
 @pytest.mark.slow

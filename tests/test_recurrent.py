@@ -7,7 +7,7 @@ import optax
 import pytest
 import torch
 
-from jaxlayers.core import Masked, count_params
+from jaxlayers import Masked, count_params
 from jaxlayers.initializers import orthogonal
 from jaxlayers.interop import from_torch
 from jaxlayers.layers.recurrent import (GRU, LSTM, GRUCell, LSTMCell, SimpleRNN,
@@ -215,7 +215,7 @@ def test_dropout_masks_are_one_per_sequence_reused_at_every_step_and_follow_the_
     np.testing.assert_array_equal(y1, y1_again)
     assert not np.array_equal(y1, y2)
     _close(_apply(layer, params, x), x, 0)  # inference: no dropout
-    with pytest.raises(ValueError, match="SimpleRNN: training=True with dropout needs a PRNG key"):
+    with pytest.raises(ValueError, match="SimpleRNN: training=True needs a PRNG key"):
         _apply(layer, params, x, training=True)
     # recurrent dropout: h_t = dropout(h_{t-1}) @ I = h_0 * m^t with one mask m in {0, 2}
     layer = SimpleRNN(D, activation="linear", return_sequences=True, recurrent_dropout=0.5)

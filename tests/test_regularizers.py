@@ -89,5 +89,5 @@ def test_is_kernel_takes_the_path_strings_that_freeze_uses():
     assert not is_kernel("features/conv1/bias") and not is_kernel("kernel/gamma")
     model = jl.serial(features=jl.Dense(3), head=jl.Dense(2))
     params, _ = model.init(jax.random.key(0), (1, 4))
-    mask = jl.freeze(params, is_kernel)
+    mask = jl.path_mask(params, is_kernel)
     assert mask["features"]["kernel"] and not mask["features"]["bias"]

@@ -197,7 +197,7 @@ def test_optimizers_follow_the_formulas_the_module_docstring_states(name):
 
 
 def test_train_step_rejects_bad_arguments():
-    with pytest.raises(TypeError, match="make_train_step: model must be a jl.Layer"):
+    with pytest.raises(TypeError, match="make_train_step: expected a jl.Layer"):
         train.make_train_step("dense", XENT, ADAM)
     with pytest.raises(TypeError, match="make_train_step: loss_fn must be a callable"):
         train.make_train_step(LINEAR, "mse", ADAM)

@@ -16,6 +16,7 @@ start of each epoch.
 from __future__ import annotations
 
 import codecs
+import functools
 import inspect
 import math
 import os
@@ -50,43 +51,35 @@ def _import_this_quietly():
         import this  # noqa: F401
 
 
-class CharModel:
-    """Embedding(V, dim) -> LSTM(units, return_sequences, return_state) -> Dense(V) logits,
-    composed by hand so that the LSTM's `initial_state=` can be passed (serial has no way to
-    route a keyword to one child).
+def char_model(vocab: int, dim: int = 32, units: int = 128) -> jl.Layer:
+    """Embedding(V, dim) -> LSTM(units) -> Dense(V) logits, with the LSTM's carry in and out.
 
-    params {"embed", "lstm", "head"}; apply(params, ids (N, T), (h, c)) ->
-    (logits (N, T, V), (h, c)).
+    A `jl.compose` model: apply(params, state, ids (N, T), carry=(h, c) or None) ->
+    ((logits (N, T, V), (h, c)), state). params {"embed", "lstm", "head"}.
     """
+    def forward(m, ids, *, carry=None):
+        y, h, c = m.lstm(m.embed(ids), initial_state=carry)
+        return m.head(y), (h, c)
 
-    def __init__(self, vocab: int, dim: int = 32, units: int = 128):
-        self.vocab, self.units = vocab, units
-        self.embed = jl.Embedding(vocab, dim)
-        self.lstm = jl.LSTM(units, return_sequences=True, return_state=True)
-        self.head = jl.Dense(vocab)
-        self.dim = dim
-
-    def init(self, key):
-        k1, k2, k3 = jax.random.split(key, 3)
-        return {"embed": self.embed.init(k1, jax.ShapeDtypeStruct((1, 1), jnp.int32))[0],
-                "lstm": self.lstm.init(k2, (1, 1, self.dim))[0],
-                "head": self.head.init(k3, (1, 1, self.units))[0]}
-
-    def zero_state(self, n: int):
-        return (jnp.zeros((n, self.units)), jnp.zeros((n, self.units)))
-
-    def apply(self, params, ids, carry):
-        e, _ = self.embed.apply(params["embed"], {}, ids)
-        (y, h, c), _ = self.lstm.apply(params["lstm"], {}, e, initial_state=carry)
-        logits, _ = self.head.apply(params["head"], {}, y)
-        return logits, (h, c)
+    return jl.compose(forward, embed=jl.Embedding(vocab, dim),
+                      lstm=jl.LSTM(units, return_sequences=True, return_state=True),
+                      head=jl.Dense(vocab))
 
 
-def chunk_loss(net: CharModel, params, x, y, carry):
+# The model's state: its children keep none (the carry travels as an input and output).
+_STATE = {"embed": {}, "lstm": {}, "head": {}}
+
+
+def chunk_loss(net: jl.Layer, params, x, y, carry):
     """Mean cross-entropy (nats per character) of one chunk, and the final (h, c)."""
-    logits, carry = net.apply(params, x, carry)
+    (logits, carry), _ = net.apply(params, _STATE, x, carry=carry)
     ce = optax.softmax_cross_entropy_with_integer_labels(logits, y)
     return jnp.mean(ce), carry
+
+
+def _zero_carry(net: jl.Layer, params, n: int):
+    units = params["lstm"]["recurrent_kernel"].shape[0]
+    return (jnp.zeros((n, units)), jnp.zeros((n, units)))
 
 
 def streams(ids: np.ndarray, batch_size: int, chunk: int):
@@ -104,7 +97,7 @@ def streams(ids: np.ndarray, batch_size: int, chunk: int):
             y.reshape(batch_size, k, chunk).transpose(1, 0, 2))
 
 
-def _epoch_fn(net: CharModel, optimizer):
+def _epoch_fn(net: jl.Layer, optimizer):
     """One jitted pass over all chunks: a lax.scan carrying params, opt_state and (h, c)."""
 
     def step(carry, batch):
@@ -118,14 +111,14 @@ def _epoch_fn(net: CharModel, optimizer):
 
     @jax.jit
     def epoch(params, opt_state, xs, ys):
-        carry = (params, opt_state, net.zero_state(xs.shape[1]))
+        carry = (params, opt_state, _zero_carry(net, params, xs.shape[1]))
         (params, opt_state, _), losses = jax.lax.scan(step, carry, (xs, ys))
         return params, opt_state, losses
 
     return epoch
 
 
-def _eval_fn(net: CharModel):
+def _eval_fn(net: jl.Layer):
     """Mean nats per character over all chunks, the state carried (no gradients)."""
 
     @jax.jit
@@ -134,13 +127,13 @@ def _eval_fn(net: CharModel):
             loss, state = chunk_loss(net, params, batch[0], batch[1], state)
             return state, loss
 
-        _, losses = jax.lax.scan(step, net.zero_state(xs.shape[1]), (xs, ys))
+        _, losses = jax.lax.scan(step, _zero_carry(net, params, xs.shape[1]), (xs, ys))
         return jnp.mean(losses)
 
     return evaluate
 
 
-def sample(net: CharModel, params, prompt_ids, length: int, temperature: float, key):
+def sample(net: jl.Layer, params, prompt_ids, length: int, temperature: float, key):
     """Feed `prompt_ids` (1-D, non-empty), then draw `length` characters one at a time from
     softmax(logits / temperature). Returns an int array (length,)."""
     if temperature <= 0:
@@ -149,25 +142,23 @@ def sample(net: CharModel, params, prompt_ids, length: int, temperature: float, 
                                  jnp.float32(temperature), key)
 
 
+@functools.lru_cache(maxsize=8)
 def _sampler(net, length):
-    cache = net.__dict__.setdefault("_samplers", {})  # one compiled sampler per length
-    if length not in cache:
-        @jax.jit
-        def draw(params, prompt, temperature, key):
-            logits, state = net.apply(params, prompt, net.zero_state(1))
+    """One compiled sampler per (model, length)."""
+    @jax.jit
+    def draw(params, prompt, temperature, key):
+        (logits, carry), _ = net.apply(params, _STATE, prompt)
 
-            def step(carry, k):
-                last_logits, state = carry
-                nxt = jax.random.categorical(k, last_logits / temperature)  # (1,)
-                logits, state = net.apply(params, nxt[:, None], state)
-                return (logits[:, -1], state), nxt[0]
+        def step(state, k):
+            last_logits, carry = state
+            nxt = jax.random.categorical(k, last_logits / temperature)  # (1,)
+            (logits, carry), _ = net.apply(params, _STATE, nxt[:, None], carry=carry)
+            return (logits[:, -1], carry), nxt[0]
 
-            _, out = jax.lax.scan(step, (logits[:, -1], state),
-                                  jax.random.split(key, length))
-            return out
+        _, out = jax.lax.scan(step, (logits[:, -1], carry), jax.random.split(key, length))
+        return out
 
-        cache[length] = draw
-    return cache[length]
+    return draw
 
 
 def plot(train_bpc, val_bpc, unigram_bpc: float, path: str, chunks_per_epoch: int) -> str:
@@ -222,9 +213,9 @@ def run(*, epochs: int = 12, out: str = "outputs", seed: int = 0, units: int = 1
     unigram = -np.log2(counts / counts.sum())
     unigram_bpc = float(np.mean(unigram[val_y.ravel()]))
 
-    net = CharModel(len(chars), dim, units)
+    net = char_model(len(chars), dim, units)
     key_init, key_sample = jax.random.split(jax.random.key(seed))
-    params = jax.jit(net.init)(key_init)
+    params, _ = net.init(key_init, jax.ShapeDtypeStruct((batch_size, chunk), jnp.int32))
     optimizer = optax.chain(optax.clip_by_global_norm(clip_norm), optax.adam(learning_rate))
     opt_state = optimizer.init(params)
     epoch_fn, evaluate = _epoch_fn(net, optimizer), _eval_fn(net)

@@ -14,7 +14,7 @@ import jaxlayers as jl
 from jaxlayers.demos import missing_extra
 from jaxlayers.demos.digits import load as load_flat
 from jaxlayers.demos.digits import plot as plot_curves
-from jaxlayers.models.lenet import lenet5
+from jaxlayers.models import lenet5
 
 
 def to_images(x, size: int = 32) -> np.ndarray:

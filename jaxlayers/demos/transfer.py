@@ -14,8 +14,8 @@ import optax
 import jaxlayers as jl
 from jaxlayers.demos import missing_extra
 from jaxlayers.demos.digits_cnn import to_images
-from jaxlayers.freeze import frozen
-from jaxlayers.models.lenet import lenet5
+from jaxlayers._freeze import frozen
+from jaxlayers.models import lenet5
 
 # name, frozen-path predicate (None: nothing frozen), learning rate, start from
 REGIMES = (

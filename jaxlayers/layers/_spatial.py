@@ -7,6 +7,7 @@ import numbers
 from typing import Any, Callable
 
 from jaxlayers._checks import check_float
+from jaxlayers.core import layer_factory
 
 # Channels-last layouts, for error messages: input rank n + 2.
 LAYOUTS = {1: "(N, L, C)", 2: "(N, H, W, C)", 3: "(N, D, H, W, C)"}
@@ -125,4 +126,4 @@ def specialise(general: Callable, n: int, name: str, doc: str) -> Callable:
     factory.__name__ = factory.__qualname__ = name
     factory.__module__ = getattr(general, "func", general).__module__
     factory.__doc__ = doc
-    return factory
+    return layer_factory(factory)

@@ -5,11 +5,12 @@ from __future__ import annotations
 import jax.numpy as jnp
 
 from jaxlayers import activations
-from jaxlayers._checks import as_struct, check_float, check_last_axis, check_min_rank, shape_of
-from jaxlayers.core import Layer, Masked
+from jaxlayers._checks import check_float, check_last_axis, check_min_rank, shape_of
+from jaxlayers.core import Layer, Masked, layer_factory, stateless
 from jaxlayers.initializers import constant
 
 
+@layer_factory
 def Activation(activation, **options) -> Layer:
     """Apply an activation elementwise (softmax: over `axis`, default the last).
 
@@ -24,11 +25,6 @@ def Activation(activation, **options) -> Layer:
       TypeError: a non-float input (trace time).
     """
     fn = activations.get(activation, "Activation", **options)
-    label = activation if isinstance(activation, str) else getattr(activation, "__name__", "fn")
-
-    def init(key, input_shape):
-        del key, input_shape
-        return {}, {}
 
     def apply(params, state, x, *, key=None, training=False):
         del params, key, training
@@ -37,9 +33,10 @@ def Activation(activation, **options) -> Layer:
         check_float("Activation", x)
         return fn(x), state
 
-    return Layer(init, apply, name=f"Activation({label})")
+    return stateless(apply, name="Activation")
 
 
+@layer_factory
 def PReLU(*, alpha_init=constant(0.25), shared: bool = False, param_dtype=jnp.float32) -> Layer:
     """Parametric ReLU: y = max(0, x) + alpha * min(0, x), alpha learned per channel.
 
@@ -51,8 +48,8 @@ def PReLU(*, alpha_init=constant(0.25), shared: bool = False, param_dtype=jnp.fl
     Raises:
       TypeError: a non-float input. ValueError: channel count differs from alpha's.
     """
-    def init(key, input_shape):
-        shape = shape_of(as_struct(input_shape))
+    def init(key, input_spec):
+        shape = shape_of("PReLU", input_spec)
         if len(shape) < 1:
             raise ValueError(f"PReLU: input must have rank >= 1, got shape {shape}.")
         return {"alpha": alpha_init(key, (1 if shared else shape[-1],), param_dtype)}, {}

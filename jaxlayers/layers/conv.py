@@ -7,8 +7,8 @@ import jax.numpy as jnp
 from jax import lax
 
 from jaxlayers import activations
-from jaxlayers._checks import as_struct, check_positive_int, compute_dtype, shape_of
-from jaxlayers.core import Layer
+from jaxlayers._checks import check_positive_int, compute_dtype, shape_of
+from jaxlayers.core import Layer, layer_factory
 from jaxlayers.initializers import glorot_uniform, zeros
 from jaxlayers.layers._spatial import (LAYOUTS, check_input, check_shape, explicit_pads,
                                        ntuple, parse_padding, same_pads, specialise)
@@ -30,8 +30,8 @@ def _geometry(name: str, n: int, kernel_size, strides, padding, dilation):
             parse_padding(name, padding, n), ntuple(name, "dilation", dilation, n))
 
 
-def _input_channels(layer: str, input_shape, n: int, groups: int) -> int:
-    shape = shape_of(as_struct(input_shape))
+def _input_channels(layer: str, input_spec, n: int, groups: int) -> int:
+    shape = shape_of(layer, input_spec)
     check_shape(layer, shape, n)
     if shape[-1] % groups:
         raise ValueError(f"{layer}: input channels must be divisible by groups={groups}, "
@@ -74,8 +74,8 @@ def _conv_nd(n: int, name: str, filters: int, kernel_size, *, strides=1, padding
                          f"got filters={filters}.")
     act = activations.get(activation, name)
 
-    def init(key, input_shape):
-        c = _input_channels(name, input_shape, n, groups)
+    def init(key, input_spec):
+        c = _input_channels(name, input_spec, n, groups)
         k_kernel, k_bias = jax.random.split(key)
         params = {"kernel": kernel_init(k_kernel, kernel_size + (c // groups, filters),
                                         param_dtype)}
@@ -136,11 +136,12 @@ Conv3D = specialise(_conv_nd, 3, "Conv3D", _CONV_DOC.format(
     n=3, layout=LAYOUTS[3], out=_OUT[3], kernel=_KERNEL[3], perm="2, 3, 4, 1, 0"))
 
 
-def _depthwise_params(key, name, n, input_shape, kernel_size, m, kernel_init, param_dtype):
-    c = _input_channels(name, input_shape, n, 1)
+def _depthwise_params(key, name, n, input_spec, kernel_size, m, kernel_init, param_dtype):
+    c = _input_channels(name, input_spec, n, 1)
     return c, kernel_init(key, kernel_size + (1, c * m), param_dtype)
 
 
+@layer_factory
 def DepthwiseConv2D(kernel_size, *, depth_multiplier: int = 1, strides=1, padding="valid",
                     dilation=1, use_bias: bool = True, activation=None,
                     kernel_init=glorot_uniform(), bias_init=zeros, dtype=None,
@@ -168,9 +169,9 @@ def DepthwiseConv2D(kernel_size, *, depth_multiplier: int = 1, strides=1, paddin
                                                          padding, dilation)
     act = activations.get(activation, name)
 
-    def init(key, input_shape):
+    def init(key, input_spec):
         k_kernel, k_bias = jax.random.split(key)
-        c, kernel = _depthwise_params(k_kernel, name, n, input_shape, kernel_size, m,
+        c, kernel = _depthwise_params(k_kernel, name, n, input_spec, kernel_size, m,
                                       kernel_init, param_dtype)
         params = {"kernel": kernel}
         if use_bias:
@@ -199,9 +200,9 @@ def _separable_nd(n: int, name: str, filters: int, kernel_size, *, depth_multipl
                                                          padding, dilation)
     act = activations.get(activation, name)
 
-    def init(key, input_shape):
+    def init(key, input_spec):
         k_depth, k_point, k_bias = jax.random.split(key, 3)
-        c, depthwise = _depthwise_params(k_depth, name, n, input_shape, kernel_size, m,
+        c, depthwise = _depthwise_params(k_depth, name, n, input_spec, kernel_size, m,
                                          depthwise_init, param_dtype)
         params = {"depthwise_kernel": depthwise,
                   "pointwise_kernel": pointwise_init(k_point, (1,) * n + (c * m, filters),
@@ -287,8 +288,8 @@ def _conv_transpose_nd(n: int, name: str, filters: int, kernel_size, *, strides=
     act = activations.get(activation, name)
     windows = _effective(kernel_size, dilation)
 
-    def init(key, input_shape):
-        c = _input_channels(name, input_shape, n, 1)
+    def init(key, input_spec):
+        c = _input_channels(name, input_spec, n, 1)
         k_kernel, k_bias = jax.random.split(key)
         params = {"kernel": kernel_init(k_kernel, kernel_size + (c, filters), param_dtype)}
         if use_bias:

@@ -6,12 +6,13 @@ import jax
 import jax.numpy as jnp
 
 from jaxlayers import activations
-from jaxlayers._checks import (as_struct, check_float, check_last_axis, check_min_rank,
+from jaxlayers._checks import (check_float, check_last_axis, check_min_rank,
                                check_positive_int, compute_dtype, shape_of)
-from jaxlayers.core import Layer, Masked
+from jaxlayers.core import Layer, Masked, layer_factory
 from jaxlayers.initializers import glorot_uniform, zeros
 
 
+@layer_factory
 def Dense(features: int, *, use_bias: bool = True, activation=None,
           kernel_init=glorot_uniform(), bias_init=zeros, dtype=None,
           param_dtype=jnp.float32) -> Layer:
@@ -39,9 +40,9 @@ def Dense(features: int, *, use_bias: bool = True, activation=None,
     check_positive_int("Dense", "features", features)
     act = activations.get(activation, "Dense")
 
-    def init(key, input_shape):
+    def init(key, input_spec):
         k_kernel, k_bias = jax.random.split(key)
-        shape = shape_of(as_struct(input_shape))
+        shape = shape_of("Dense", input_spec)
         if len(shape) < 1:
             raise ValueError(f"Dense: input must have rank >= 1, got shape {shape}.")
         params = {"kernel": kernel_init(k_kernel, (shape[-1], features), param_dtype)}

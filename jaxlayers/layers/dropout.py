@@ -1,4 +1,4 @@
-"""Dropout: zero random entries while training, with an explicit PRNG key."""
+"""Dropout, and the one dropout mask every random layer draws (RNNs, spatial, drop-path)."""
 
 from __future__ import annotations
 
@@ -6,9 +6,33 @@ import jax
 import jax.numpy as jnp
 
 from jaxlayers._checks import check_float, check_rate
-from jaxlayers.core import Layer, Masked
+from jaxlayers.core import Layer, Masked, layer_factory, stateless
+
+__all__ = ["Dropout", "dropout_mask", "drop"]
 
 
+def dropout_mask(layer: str, key, rate: float, shape):
+    """A bool keep-mask of `shape`: True with probability 1 - rate (`rate` drops).
+
+    Raises the ValueError naming `layer` when `key` is None, even at rate 0, so that a
+    missing key is found before it matters.
+    """
+    if key is None:
+        raise ValueError(f"{layer}: training=True needs a PRNG key, got key=None; "
+                         f"pass key=jax.random.key(seed) to apply.")
+    return jax.random.bernoulli(key, 1.0 - rate, tuple(shape))
+
+
+def drop(x, keep, rate: float):
+    """Inverted dropout with a keep-mask broadcast to x: where(keep, x / (1 - rate), 0).
+
+    `where`, not keep * x: a dropped inf must become 0, not nan.
+    """
+    keep = jnp.broadcast_to(keep, x.shape)
+    return jnp.where(keep, x / jnp.asarray(1.0 - rate, x.dtype), jnp.zeros_like(x))
+
+
+@layer_factory
 def Dropout(rate: float) -> Layer:
     """Inverted dropout: while training, zero each entry with probability `rate`.
 
@@ -27,10 +51,6 @@ def Dropout(rate: float) -> Layer:
     """
     rate = check_rate("Dropout", "rate", rate)
 
-    def init(key, input_shape):
-        del key, input_shape  # nothing to learn
-        return {}, {}
-
     def apply(params, state, x, *, key=None, training=False):
         if isinstance(x, Masked):
             y, state = apply(params, state, x.values, key=key, training=training)
@@ -38,13 +58,7 @@ def Dropout(rate: float) -> Layer:
         check_float("Dropout", x)
         if not training:
             return x, state
-        if key is None:  # checked even at rate 0, so a missing key is found before it matters
-            raise ValueError("Dropout: training=True needs a PRNG key, got key=None; "
-                             "pass key=jax.random.key(seed) to apply.")
-        if rate == 0.0:
-            return x, state
-        keep = jax.random.bernoulli(key, 1.0 - rate, x.shape)
-        # where, not keep * x: a dropped inf must become 0, not nan.
-        return jnp.where(keep, x / jnp.asarray(1.0 - rate, x.dtype), jnp.zeros_like(x)), state
+        keep = dropout_mask("Dropout", key, rate, x.shape)
+        return (x if rate == 0.0 else drop(x, keep, rate)), state
 
-    return Layer(init, apply, name="Dropout")
+    return stateless(apply, name="Dropout")

@@ -7,12 +7,10 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxlayers._checks import check_array, check_positive_int
-from jaxlayers.core import Layer, Masked
+from jaxlayers.core import Layer, Masked, layer_factory
 from jaxlayers.initializers import uniform
 
 __all__ = ["Embedding", "check_ids"]
-
-
 
 
 def check_ids(ids, vocab_size: int, layer: str = "Embedding") -> None:
@@ -31,6 +29,7 @@ def check_ids(ids, vocab_size: int, layer: str = "Embedding") -> None:
                          f"{values.shape}.")
 
 
+@layer_factory
 def Embedding(vocab_size: int, dim: int, *, mask_zero: bool = False,
               embeddings_init=uniform(), checked: bool = False, dtype=None,
               param_dtype=jnp.float32) -> Layer:
@@ -70,8 +69,8 @@ def Embedding(vocab_size: int, dim: int, *, mask_zero: bool = False,
         raise ValueError(f"Embedding: embeddings_init must be an initializer "
                          f"init(key, shape, dtype), got {embeddings_init!r}.")
 
-    def init(key, input_shape):
-        del input_shape  # the table does not depend on the batch
+    def init(key, input_spec):
+        del input_spec  # the table does not depend on the batch
         return {"embeddings": embeddings_init(key, (vocab_size, dim), param_dtype)}, {}
 
     def apply(params, state, ids, *, key=None, training=False):

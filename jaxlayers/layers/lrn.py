@@ -2,23 +2,16 @@
 
 from __future__ import annotations
 
-import numbers
-
 import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
-from jaxlayers._checks import check_float, check_min_rank, check_positive_float, \
-    check_positive_int
-from jaxlayers.core import Layer
+from jaxlayers._checks import (check_float, check_min_rank, check_non_negative_float,
+                               check_positive_float, check_positive_int)
+from jaxlayers.core import Layer, layer_factory, stateless
 
 
-def _check_non_negative(layer: str, name: str, value) -> float:
-    if not isinstance(value, numbers.Real) or isinstance(value, bool) or not value >= 0:
-        raise ValueError(f"{layer}: {name} must be a number >= 0, got {value!r}.")
-    return float(value)
-
-
+@layer_factory
 def CrossChannelNormalization(size: int = 5, *, alpha: float = 1e-4, beta: float = 0.75,
                               k: float = 2.0) -> Layer:
     """Local response normalization: divide each channel by the energy of its neighbours.
@@ -44,13 +37,9 @@ def CrossChannelNormalization(size: int = 5, *, alpha: float = 1e-4, beta: float
     """
     name = "CrossChannelNormalization"
     size = check_positive_int(name, "size", size)
-    alpha = _check_non_negative(name, "alpha", alpha)
-    beta = _check_non_negative(name, "beta", beta)
+    alpha = check_non_negative_float(name, "alpha", alpha)
+    beta = check_non_negative_float(name, "beta", beta)
     k = check_positive_float(name, "k", k)
-
-    def init(key, input_shape):
-        del key, input_shape  # nothing to learn
-        return {}, {}
 
     def apply(params, state, x, *, key=None, training=False):
         del params, key, training
@@ -65,4 +54,4 @@ def CrossChannelNormalization(size: int = 5, *, alpha: float = 1e-4, beta: float
                                    ((0, 0),) * (x.ndim - 1) + ((size // 2, (size - 1) // 2),))
         return (xc / (k + (alpha / size) * energy) ** beta).astype(x.dtype), state
 
-    return Layer(init, apply, name=name)
+    return stateless(apply, name=name)

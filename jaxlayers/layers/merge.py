@@ -1,4 +1,4 @@
-"""Merge layers: combine a tuple of inputs into one (Concatenate, Add, Multiply)."""
+"""Merge layers: combine a tuple (or dict) of inputs into one (Concatenate, Add, Multiply)."""
 
 from __future__ import annotations
 
@@ -8,10 +8,14 @@ import operator
 import jax.numpy as jnp
 
 from jaxlayers._checks import check_array, describe
-from jaxlayers.core import Layer
+from jaxlayers.core import Layer, layer_factory, stateless
 
 
 def _inputs(layer, xs, min_count=2):
+    """The inputs as a tuple: a tuple or list as given, a dict's values in its order
+    (`jl.fanout("main", "skip")` and a keyword `jl.parallel` make one)."""
+    if isinstance(xs, dict):
+        xs = tuple(xs.values())
     if not isinstance(xs, (tuple, list)) or len(xs) < min_count:
         got = describe(xs) if isinstance(xs, (tuple, list)) else f"a single {describe(xs)}"
         raise ValueError(f"{layer}: input must be a tuple of at least {min_count} arrays, "
@@ -19,11 +23,6 @@ def _inputs(layer, xs, min_count=2):
     for x in xs:
         check_array(layer, x)
     return tuple(xs)
-
-
-def _no_params(key, input_shape):
-    del key, input_shape
-    return {}, {}
 
 
 def _elementwise(layer: str, op) -> Layer:
@@ -35,29 +34,34 @@ def _elementwise(layer: str, op) -> Layer:
             raise ValueError(f"{layer}: all inputs must have the same shape, got {shapes}.")
         return functools.reduce(op, xs), state
 
-    return Layer(_no_params, apply, name=layer)
+    return stateless(apply, name=layer)
 
 
+@layer_factory
 def Add() -> Layer:
     """Elementwise sum: (x_1, ..., x_n) -> x_1 + ... + x_n (equal shapes, no broadcast).
 
-    Shapes: a tuple of n >= 2 arrays of one shape -> that shape. params {}, state {}.
+    Shapes: a tuple (or dict) of n >= 2 arrays of one shape -> that shape. params {},
+    state {}.
     Raises: ValueError on fewer than 2 inputs or differing shapes.
     """
     return _elementwise("Add", operator.add)
 
 
+@layer_factory
 def Multiply() -> Layer:
     """Elementwise product: (x_1, ..., x_n) -> x_1 * ... * x_n (equal shapes, no broadcast).
 
-    Shapes: a tuple of n >= 2 arrays of one shape -> that shape. params {}, state {}.
+    Shapes: a tuple (or dict) of n >= 2 arrays of one shape -> that shape. params {},
+    state {}.
     Raises: ValueError on fewer than 2 inputs or differing shapes.
     """
     return _elementwise("Multiply", operator.mul)
 
 
+@layer_factory
 def Concatenate(axis: int = -1) -> Layer:
-    """Join a tuple of arrays along `axis` (default the last, the channel/feature axis).
+    """Join a tuple (or dict, in its order) of arrays along `axis` (default the last, the channel/feature axis).
 
     Shapes: (N, ..., C_1), ..., (N, ..., C_n) -> (N, ..., C_1 + ... + C_n); every other
     axis must agree. params {}, state {}.
@@ -82,4 +86,4 @@ def Concatenate(axis: int = -1) -> Layer:
                              f"got shapes {shapes}.")
         return jnp.concatenate(xs, axis=ax), state
 
-    return Layer(_no_params, apply, name="Concatenate")
+    return stateless(apply, name="Concatenate")

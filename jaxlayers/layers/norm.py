@@ -5,14 +5,14 @@ from __future__ import annotations
 import jax.numpy as jnp
 from jax import lax
 
-from jaxlayers._checks import (as_struct, check_float, check_last_axis, check_min_rank,
+from jaxlayers._checks import (check_float, check_last_axis, check_min_rank,
                                check_positive_float, check_rate, shape_of)
-from jaxlayers.core import Layer
+from jaxlayers.core import Layer, layer_factory
 from jaxlayers.initializers import ones, zeros
 
 
-def _norm_params(layer, input_shape, param_dtype, min_rank):
-    shape = shape_of(as_struct(input_shape))
+def _norm_params(layer, input_spec, param_dtype, min_rank):
+    shape = shape_of(layer, input_spec)
     if len(shape) < min_rank:
         raise ValueError(f"{layer}: input must have rank >= {min_rank}, got shape {shape}.")
     c = shape[-1]
@@ -30,6 +30,7 @@ def _stat_dtype(x):
     return jnp.promote_types(x.dtype, jnp.float32)
 
 
+@layer_factory
 def BatchNorm(*, momentum: float = 0.99, epsilon: float = 1e-3,
               param_dtype=jnp.float32) -> Layer:
     """Batch normalization over every axis but the last (channels-last features).
@@ -54,9 +55,9 @@ def BatchNorm(*, momentum: float = 0.99, epsilon: float = 1e-3,
     check_rate("BatchNorm", "momentum", momentum)
     check_positive_float("BatchNorm", "epsilon", epsilon)
 
-    def init(key, input_shape):
+    def init(key, input_spec):
         del key
-        params = _norm_params("BatchNorm", input_shape, param_dtype, 2)
+        params = _norm_params("BatchNorm", input_spec, param_dtype, 2)
         c = params["gamma"].shape[0]
         return params, {"mean": jnp.zeros((c,), jnp.float32), "var": jnp.ones((c,), jnp.float32)}
 
@@ -87,6 +88,7 @@ def BatchNorm(*, momentum: float = 0.99, epsilon: float = 1e-3,
     return Layer(init, apply, name="BatchNorm")
 
 
+@layer_factory
 def LayerNorm(*, epsilon: float = 1e-3, param_dtype=jnp.float32) -> Layer:
     """Layer normalization over the last axis, per example (and per time step).
 
@@ -103,9 +105,9 @@ def LayerNorm(*, epsilon: float = 1e-3, param_dtype=jnp.float32) -> Layer:
     """
     check_positive_float("LayerNorm", "epsilon", epsilon)
 
-    def init(key, input_shape):
+    def init(key, input_spec):
         del key
-        return _norm_params("LayerNorm", input_shape, param_dtype, 1), {}
+        return _norm_params("LayerNorm", input_spec, param_dtype, 1), {}
 
     def apply(params, state, x, *, key=None, training=False):
         del key, training

@@ -10,7 +10,7 @@ import numpy as np
 from jax import lax
 
 from jaxlayers._checks import check_float
-from jaxlayers.core import Layer, Masked
+from jaxlayers.core import Layer, Masked, layer_factory, stateless
 from jaxlayers.layers._spatial import (LAYOUTS, check_input, explicit_pads, ntuple,
                                        parse_padding, specialise)
 
@@ -33,10 +33,6 @@ def _pool_nd(kind: str, n: int, name: str, pool_size=2, strides=None, *,
         raise ValueError(f"{name}: padding must be smaller than pool_size {pool_size} on "
                          f"each side (a window would hold only padding), got {padding}.")
     window, step = (1,) + pool_size + (1,), (1,) + strides + (1,)
-
-    def init(key, input_shape):
-        del key, input_shape  # nothing to learn
-        return {}, {}
 
     def apply(params, state, x, *, key=None, training=False):
         del params, key, training
@@ -62,7 +58,7 @@ def _pool_nd(kind: str, n: int, name: str, pool_size=2, strides=None, *,
         counts = jnp.asarray(counts[None, ..., None], compute)
         return (total / jnp.broadcast_to(counts, total.shape)).astype(x.dtype), state
 
-    return Layer(init, apply, name=name)
+    return stateless(apply, name=name)
 
 
 _POOL_DOC = """{Kind} pooling over {n}-D windows: y = {op} of x over each pool_size window.
@@ -138,10 +134,6 @@ def _masked_global(kind: str, name: str, x: Masked, keepdims: bool):
 def _global_pool_nd(kind: str, n: int, name: str, *, keepdims: bool = False) -> Layer:
     axes = tuple(range(1, n + 1))
 
-    def init(key, input_shape):
-        del key, input_shape
-        return {}, {}
-
     def apply(params, state, x, *, key=None, training=False):
         del params, key, training
         if n == 1 and isinstance(x, Masked):
@@ -153,7 +145,7 @@ def _global_pool_nd(kind: str, n: int, name: str, *, keepdims: bool = False) -> 
         compute = jnp.promote_types(x.dtype, jnp.float32)
         return jnp.mean(x.astype(compute), axis=axes, keepdims=keepdims).astype(x.dtype), state
 
-    return Layer(init, apply, name=name)
+    return stateless(apply, name=name)
 
 
 _GLOBAL_DOC = """Global {kind} pooling: the {op} over every spatial position, per channel.
@@ -201,6 +193,7 @@ def _adaptive_matrix(size: int, out: int) -> np.ndarray:
     return a
 
 
+@layer_factory
 def AdaptiveAvgPool2D(output_size) -> Layer:
     """Average pooling to a fixed output size, whatever the input size (PyTorch's).
 
@@ -224,10 +217,6 @@ def AdaptiveAvgPool2D(output_size) -> Layer:
     name = "AdaptiveAvgPool2D"
     out_h, out_w = ntuple(name, "output_size", output_size, 2)
 
-    def init(key, input_shape):
-        del key, input_shape
-        return {}, {}
-
     def apply(params, state, x, *, key=None, training=False):
         del params, key, training
         check_input(name, x, 2)
@@ -239,5 +228,5 @@ def AdaptiveAvgPool2D(output_size) -> Layer:
         y = jnp.einsum("jw,niwc->nijc", a_w, y, precision=hi)
         return y.astype(x.dtype), state
 
-    return Layer(init, apply, name=name)
+    return stateless(apply, name=name)
 

@@ -7,17 +7,18 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
-from jaxlayers._checks import (as_struct, check_float, check_last_axis, check_one_of,
+from jaxlayers._checks import (check_float, check_last_axis, check_one_of,
                                check_positive_int, check_rank, check_rate, compute_dtype,
                                shape_of)
-from jaxlayers.core import Layer, Masked
+from jaxlayers.core import Layer, Masked, child_key, layer_factory
+from jaxlayers.layers.dropout import drop, dropout_mask
 from jaxlayers.initializers import glorot_uniform, orthogonal, zeros
 from jaxlayers.layers._recurrence import DERIVATIVES, run_cell
 from jaxlayers.layers.cells import (IMPLEMENTATIONS, Cell, GRUCell, LSTMCell, SimpleRNNCell,
                                     _gru_kind, _initial_carry, _Kind, _lstm_kind,
                                     _simple_rnn_kind)
 
-__all__ = ["SimpleRNN", "LSTM", "GRU", "sequence_mask",
+__all__ = ["SimpleRNN", "LSTM", "GRU", "sequence_mask", "reset_state",
            # the cells live in jaxlayers.layers.cells; importable from here too
            "Cell", "SimpleRNNCell", "LSTMCell", "GRUCell", "IMPLEMENTATIONS"]
 
@@ -99,24 +100,52 @@ def _initial_state(kind: _Kind, initial_state, n: int, dtype):
 
 def _dropout_masks(name, key, x, units, rate, recurrent_rate, dtype):
     """One mask per sequence, reused at every step (Keras; Gal & Ghahramani 2016)."""
-    if key is None:
-        raise ValueError(f"{name}: training=True with dropout needs a PRNG key, got key=None; "
-                         f"pass key=jax.random.key(seed) to apply.")
     n, _, d = x.shape
     if rate > 0:
-        keep = jax.random.bernoulli(jax.random.fold_in(key, 0), 1.0 - rate, (n, 1, d))
-        keep = jnp.broadcast_to(keep, x.shape)
-        x = jnp.where(keep, x / jnp.asarray(1.0 - rate, x.dtype), jnp.zeros_like(x))
+        x = drop(x, dropout_mask(name, child_key(key, 0), rate, (n, 1, d)), rate)
     rmask = None
     if recurrent_rate > 0:
-        keep = jax.random.bernoulli(jax.random.fold_in(key, 1), 1.0 - recurrent_rate,
-                                    (n, units))
-        rmask = jnp.where(keep, 1.0 / (1.0 - recurrent_rate), 0.0).astype(dtype)
+        keep = dropout_mask(name, child_key(key, 1), recurrent_rate, (n, units))
+        rmask = drop(jnp.ones((n, units), dtype), keep, recurrent_rate)
     return x, rmask
 
 
+def _stored_carry(kind: _Kind, state, n: int, dtype):
+    """A stateful layer's carry from `state`, checked against the batch size."""
+    stored = state["carry"]
+    if stored["h"].shape[0] != n:
+        raise ValueError(f"{kind.name}: stateful=True keeps a carry for batch size "
+                         f"{stored['h'].shape[0]} (from init), got an input of batch size "
+                         f"{n}; re-init for the new batch size, or pass initial_state=.")
+    carry = tuple(stored[k].astype(dtype) for k in ("h", "c") if k in stored)
+    return carry if kind.has_c else carry[0]
+
+
+def _new_state(kind: _Kind, state, carry):
+    """The carry to keep: no gradient flows back into the previous call (truncated BPTT)."""
+    parts = dict(zip(("h", "c"), carry if kind.has_c else (carry,)))
+    return {"carry": {k: lax.stop_gradient(v).astype(state["carry"][k].dtype)
+                      for k, v in parts.items()}}
+
+
+def reset_state(state):
+    """`state` with every stateful recurrent carry set to zeros (Keras's reset_states).
+
+    Walks any params-like tree (serial tuples, compose dicts, Bidirectional's
+    forward/backward) and zeros each subtree stored under the key "carry", where
+    `stateful=True` layers keep theirs; everything else (BatchNorm statistics) is kept.
+    Re-`init` does the same and also resets the rest.
+    """
+    if isinstance(state, dict):
+        return {k: (jax.tree.map(jnp.zeros_like, v) if k == "carry" else reset_state(v))
+                for k, v in state.items()}
+    if isinstance(state, (tuple, list)):
+        return type(state)(reset_state(v) for v in state)
+    return state
+
+
 def _layer(kind: _Kind, *, return_sequences, return_state, go_backwards, unroll, dropout,
-           recurrent_dropout, implementation, derivative, dtype) -> Layer:
+           recurrent_dropout, implementation, derivative, dtype, stateful=False) -> Layer:
     name = kind.name
     dropout = check_rate(name, "dropout", dropout)
     recurrent_dropout = check_rate(name, "recurrent_dropout", recurrent_dropout)
@@ -127,12 +156,16 @@ def _layer(kind: _Kind, *, return_sequences, return_state, go_backwards, unroll,
     if derivative is not None:
         check_one_of(name, "derivative", derivative, DERIVATIVES)
 
-    def init(key, input_shape):
-        shape = shape_of(as_struct(input_shape))
+    def init(key, input_spec):
+        shape = shape_of(name, input_spec)
         if len(shape) != 3:
             raise ValueError(f"{name}: input must have rank 3 (N, T, features), "
                              f"got shape {shape}.")
-        return kind.init(key, shape[-1]), {}
+        if not stateful:
+            return kind.init(key, shape[-1]), {}
+        zeros = jnp.zeros((shape[0], kind.units), jnp.float32)
+        carry = {"h": zeros, "c": zeros} if kind.has_c else {"h": zeros}
+        return kind.init(key, shape[-1]), {"carry": carry}
 
     def apply(params, state, x, *, key=None, training=False, initial_state=None, mask=None,
               lengths=None):
@@ -140,7 +173,10 @@ def _layer(kind: _Kind, *, return_sequences, return_state, go_backwards, unroll,
         check_last_axis(name, x, params["kernel"].shape[0])
         compute = compute_dtype(x, dtype)
         x = x.astype(compute)
-        carry = _initial_state(kind, initial_state, x.shape[0], compute)
+        if stateful and initial_state is None:
+            carry = _stored_carry(kind, state, x.shape[0], compute)
+        else:
+            carry = _initial_state(kind, initial_state, x.shape[0], compute)
         rmask = None
         if training and (dropout > 0 or recurrent_dropout > 0):
             x, rmask = _dropout_masks(name, key, x, kind.units, dropout, recurrent_dropout,
@@ -150,6 +186,8 @@ def _layer(kind: _Kind, *, return_sequences, return_state, go_backwards, unroll,
         ys, carry = run_cell(kind, p, x, mask, carry, form,
                              derivative or _default_derivative(), rmask, go_backwards, unroll,
                              return_sequences)
+        if stateful:
+            state = _new_state(kind, state, carry)
         h = carry[0] if kind.has_c else carry
         y = ys if return_sequences else h
         if return_sequences and was_masked:  # pass the padding on to the next layer
@@ -167,6 +205,12 @@ _LAYER_DOC_COMMON = """
     for LSTM; go_backwards=True reads the sequence backwards and returns the outputs in that
     order; unroll is passed to `lax.scan` (None: 1, except the tangent scan of
     derivative="custom", which LSTM unrolls 8 steps, measured 10-16% faster on CPU);
+    stateful=True (Keras) keeps the final carry in `state` ({"carry": {"h"[, "c"]}},
+    zeros from init for the batch size init saw) and starts the next call from it, so
+    consecutive chunks of long sequences make one sequence: truncated BPTT inside `serial`
+    and `jl.fit` (shuffle=False), the kept carry cut off from the gradient by
+    `lax.stop_gradient`. An `initial_state=` given to apply takes precedence;
+    `jl.reset_state(state)` (or re-init) zeros the carry; padded steps leave it unchanged.
     dropout / recurrent_dropout drop inputs / the h fed to the recurrent matmul with one
     mask per sequence reused at every step (needs `key` when training; the carried state
     itself is not dropped); activation (default
@@ -201,7 +245,8 @@ _LAYER_DOC_COMMON = """
       ValueError: bad units/rates/unroll/implementation/derivative or unknown activation
         (construction); input not of rank 3 or with the wrong feature count, mask not
         (N, T), lengths not (N,) or (outside jit) outside [0, T], initial_state of the
-        wrong count or shape, training with dropout and key=None (trace time).
+        wrong count or shape, training with dropout and key=None, stateful=True with an
+        input whose batch size differs from init's (trace time).
       TypeError: a non-float input, a non-bool mask, non-integer lengths.
 """
 
@@ -211,20 +256,22 @@ def _with_common_doc(fn):
     return fn
 
 
+@layer_factory
 @_with_common_doc
 def SimpleRNN(units: int, *, activation="tanh", use_bias: bool = True,
               return_sequences: bool = False, return_state: bool = False,
               go_backwards: bool = False, unroll: int | None = None, dropout: float = 0.0,
               recurrent_dropout: float = 0.0, kernel_init=glorot_uniform(),
-              recurrent_init=orthogonal(), bias_init=zeros, implementation=None,
-              derivative=None, dtype=None, param_dtype=jnp.float32) -> Layer:
+              recurrent_init=orthogonal(), bias_init=zeros, stateful: bool = False,
+              implementation=None, derivative=None, dtype=None,
+              param_dtype=jnp.float32) -> Layer:
     """Elman RNN over time (seeds 003 Q17, 004 part 03).
 
     Math: h_t = activation(x_t @ kernel + h_{t-1} @ recurrent_kernel + bias), h_0 = 0.
 
     Shapes: x (N, T, D) -> (N, units), or (N, T, units) with return_sequences.
     params {"kernel": (D, units), "recurrent_kernel": (units, units), "bias": (units,)}:
-    units * (D + units + 1) numbers (seed 003: 256 * (100 + 256 + 1) = 91,392). state {}.
+    units * (D + units + 1) numbers (seed 003: 256 * (100 + 256 + 1) = 91,392). state {} (stateful: the carry).
     """
     kind = _simple_rnn_kind("SimpleRNN", units, activation=activation, use_bias=use_bias,
                             kernel_init=kernel_init, recurrent_init=recurrent_init,
@@ -232,17 +279,19 @@ def SimpleRNN(units: int, *, activation="tanh", use_bias: bool = True,
     return _layer(kind, return_sequences=return_sequences, return_state=return_state,
                   go_backwards=go_backwards, unroll=unroll, dropout=dropout,
                   recurrent_dropout=recurrent_dropout, implementation=implementation,
-                  derivative=derivative, dtype=dtype)
+                  derivative=derivative, dtype=dtype, stateful=stateful)
 
 
+@layer_factory
 @_with_common_doc
 def LSTM(units: int, *, activation="tanh", recurrent_activation="sigmoid",
          use_bias: bool = True, unit_forget_bias: bool = True,
          return_sequences: bool = False, return_state: bool = False,
          go_backwards: bool = False, unroll: int | None = None, dropout: float = 0.0,
          recurrent_dropout: float = 0.0, kernel_init=glorot_uniform(),
-         recurrent_init=orthogonal(), bias_init=zeros, implementation=None,
-         derivative=None, dtype=None, param_dtype=jnp.float32) -> Layer:
+         recurrent_init=orthogonal(), bias_init=zeros, stateful: bool = False,
+         implementation=None, derivative=None, dtype=None,
+         param_dtype=jnp.float32) -> Layer:
     """Long short-term memory over time (Hochreiter & Schmidhuber 1997; seed 004 part 03).
 
     Math (σ = recurrent_activation, tanh = activation), with
@@ -252,7 +301,7 @@ def LSTM(units: int, *, activation="tanh", recurrent_activation="sigmoid",
 
     Shapes: x (N, T, D) -> (N, units), or (N, T, units) with return_sequences.
     params {"kernel": (D, 4U), "recurrent_kernel": (U, 4U), "bias": (4U,)}:
-    4U(D + U + 1) numbers, 4U(D + U) without bias. state {}.
+    4U(D + U + 1) numbers, 4U(D + U) without bias. state {} (stateful: the carry).
     unit_forget_bias=True starts the forget-gate slice bias[U:2U] at 1 (Keras; Jozefowicz
     et al. 2015); it is stored in params, nothing is added in apply.
     """
@@ -264,17 +313,19 @@ def LSTM(units: int, *, activation="tanh", recurrent_activation="sigmoid",
     return _layer(kind, return_sequences=return_sequences, return_state=return_state,
                   go_backwards=go_backwards, unroll=unroll, dropout=dropout,
                   recurrent_dropout=recurrent_dropout, implementation=implementation,
-                  derivative=derivative, dtype=dtype)
+                  derivative=derivative, dtype=dtype, stateful=stateful)
 
 
+@layer_factory
 @_with_common_doc
 def GRU(units: int, *, activation="tanh", recurrent_activation="sigmoid",
         use_bias: bool = True, reset_after: bool = False,
         return_sequences: bool = False, return_state: bool = False,
         go_backwards: bool = False, unroll: int | None = None, dropout: float = 0.0,
         recurrent_dropout: float = 0.0, kernel_init=glorot_uniform(),
-        recurrent_init=orthogonal(), bias_init=zeros, implementation=None,
-        derivative=None, dtype=None, param_dtype=jnp.float32) -> Layer:
+        recurrent_init=orthogonal(), bias_init=zeros, stateful: bool = False,
+        implementation=None, derivative=None, dtype=None,
+        param_dtype=jnp.float32) -> Layer:
     """Gated recurrent unit over time (Cho et al. 2014), with the seeds' update rule.
 
     Math (σ = recurrent_activation, tanh = activation; W = kernel, U = recurrent_kernel,
@@ -291,7 +342,8 @@ def GRU(units: int, *, activation="tanh", recurrent_activation="sigmoid",
     Shapes: x (N, T, D) -> (N, units), or (N, T, units) with return_sequences.
     params {"kernel": (D, 3U), "recurrent_kernel": (U, 3U), "bias": (3U,)}:
     3U(D + U + 1) numbers (3U(D + U) without bias); with reset_after=True "bias" is
-    (2, 3U): row 0 the input bias b, row 1 the recurrent bias b' (as Keras). state {}.
+    (2, 3U): row 0 the input bias b, row 1 the recurrent bias b' (as Keras).
+    state {} (stateful: the carry).
     """
     kind = _gru_kind("GRU", units, activation=activation,
                      recurrent_activation=recurrent_activation, use_bias=use_bias,
@@ -301,4 +353,4 @@ def GRU(units: int, *, activation="tanh", recurrent_activation="sigmoid",
     return _layer(kind, return_sequences=return_sequences, return_state=return_state,
                   go_backwards=go_backwards, unroll=unroll, dropout=dropout,
                   recurrent_dropout=recurrent_dropout, implementation=implementation,
-                  derivative=derivative, dtype=dtype)
+                  derivative=derivative, dtype=dtype, stateful=stateful)

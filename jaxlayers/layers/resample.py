@@ -6,17 +6,12 @@ import jax
 import jax.numpy as jnp
 
 from jaxlayers._checks import check_one_of, check_positive_int
-from jaxlayers.core import Layer
+from jaxlayers.core import Layer, layer_factory, stateless
 from jaxlayers.layers._spatial import LAYOUTS, check_input, ntuple, pairs, specialise
 
 # PyTorch's F.interpolate mode names per dimension (Keras's UpSampling2D has "bilinear").
 _LINEAR = {1: "linear", 2: "bilinear", 3: "trilinear"}
 _OUT = {1: "(N, L', C)", 2: "(N, H', W', C)", 3: "(N, D', H', W', C)"}
-
-
-def _stateless(key, input_shape):
-    del key, input_shape  # nothing to learn
-    return {}, {}
 
 
 def _upsampling_nd(n: int, name: str, size=2, *, interpolation: str = "nearest") -> Layer:
@@ -34,7 +29,7 @@ def _upsampling_nd(n: int, name: str, size=2, *, interpolation: str = "nearest")
             x.shape[-1],)
         return jax.image.resize(x, shape, "linear", antialias=False), state
 
-    return Layer(_stateless, apply, name=name)
+    return stateless(apply, name=name)
 
 
 _UPSAMPLING_DOC = """Upsample each spatial axis by an integer factor: y has size·in positions.
@@ -65,6 +60,7 @@ UpSampling3D = specialise(_upsampling_nd, 3, "UpSampling3D", _UPSAMPLING_DOC.for
 _METHODS = ("bicubic", "bilinear", "lanczos3", "lanczos5", "nearest")
 
 
+@layer_factory
 def Resize(height: int, width: int, *, method: str = "bilinear",
            antialias: bool = False) -> Layer:
     """Resize images to (height, width) with `jax.image.resize` (Keras's Resizing).
@@ -101,7 +97,7 @@ def Resize(height: int, width: int, *, method: str = "bilinear",
         shape = (x.shape[0], height, width, x.shape[-1])
         return jax.image.resize(x, shape, method, antialias=antialias), state
 
-    return Layer(_stateless, apply, name=name)
+    return stateless(apply, name=name)
 
 
 def _zero_padding_nd(n: int, name: str, padding=1) -> Layer:
@@ -112,7 +108,7 @@ def _zero_padding_nd(n: int, name: str, padding=1) -> Layer:
         check_input(name, x, n)
         return jnp.pad(x, pads), state
 
-    return Layer(_stateless, apply, name=name)
+    return stateless(apply, name=name)
 
 
 def _cropping_nd(n: int, name: str, cropping) -> Layer:
@@ -127,7 +123,7 @@ def _cropping_nd(n: int, name: str, cropping) -> Layer:
         index = tuple(slice(lo, d - hi) for (lo, hi), d in zip(crops, x.shape[1:-1]))
         return x[(slice(None),) + index], state
 
-    return Layer(_stateless, apply, name=name)
+    return stateless(apply, name=name)
 
 
 _BORDER_DOC = """{summary}

@@ -5,9 +5,10 @@ from __future__ import annotations
 import math
 
 from jaxlayers._checks import check_array, check_min_rank
-from jaxlayers.core import Layer
+from jaxlayers.core import Layer, layer_factory, stateless
 
 
+@layer_factory
 def Flatten() -> Layer:
     """Flatten all axes but the batch axis: (N, d1, ..., dk) -> (N, d1·...·dk).
 
@@ -16,19 +17,16 @@ def Flatten() -> Layer:
     Raises:
       ValueError: input of rank < 2 (no axis to flatten besides the batch).
     """
-    def init(key, input_shape):
-        del key, input_shape
-        return {}, {}
-
     def apply(params, state, x, *, key=None, training=False):
         del params, key, training
         check_array("Flatten", x)
         check_min_rank("Flatten", x, 2, "(N, ...)")
         return x.reshape(x.shape[0], -1), state
 
-    return Layer(init, apply, name="Flatten")
+    return stateless(apply, name="Flatten")
 
 
+@layer_factory
 def Reshape(target_shape) -> Layer:
     """Reshape each example to `target_shape` (without the batch axis; one -1 allowed).
 
@@ -44,10 +42,6 @@ def Reshape(target_shape) -> Layer:
         raise ValueError(f"Reshape: target_shape must be a tuple of positive ints with at "
                          f"most one -1, got {target_shape!r}.")
 
-    def init(key, input_shape):
-        del key, input_shape
-        return {}, {}
-
     def apply(params, state, x, *, key=None, training=False):
         del params, key, training
         check_array("Reshape", x)
@@ -58,4 +52,4 @@ def Reshape(target_shape) -> Layer:
                              f"{tuple(x.shape[1:])} ({size} values) to {target}.")
         return x.reshape((x.shape[0],) + target), state
 
-    return Layer(init, apply, name="Reshape")
+    return stateless(apply, name="Reshape")

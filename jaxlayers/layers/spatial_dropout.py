@@ -2,20 +2,14 @@
 
 from __future__ import annotations
 
-import jax
-import jax.numpy as jnp
-
 from jaxlayers._checks import check_rate
-from jaxlayers.core import Layer, Masked
+from jaxlayers.core import Layer, Masked, stateless
+from jaxlayers.layers.dropout import dropout_mask, drop
 from jaxlayers.layers._spatial import LAYOUTS, check_input, specialise
 
 
 def _spatial_dropout_nd(n: int, name: str, rate: float) -> Layer:
     rate = check_rate(name, "rate", rate)
-
-    def init(key, input_shape):
-        del key, input_shape  # nothing to learn
-        return {}, {}
 
     def apply(params, state, x, *, key=None, training=False):
         if n == 1 and isinstance(x, Masked):
@@ -24,18 +18,11 @@ def _spatial_dropout_nd(n: int, name: str, rate: float) -> Layer:
         check_input(name, x, n)
         if not training:
             return x, state
-        if key is None:  # checked even at rate 0, so a missing key is found before it matters
-            raise ValueError(f"{name}: training=True needs a PRNG key, got key=None; "
-                             f"pass key=jax.random.key(seed) to apply.")
-        if rate == 0.0:
-            return x, state
         # one draw per (example, channel), shared by every position of that feature map
-        keep = jax.random.bernoulli(key, 1.0 - rate, (x.shape[0],) + (1,) * n + (x.shape[-1],))
-        keep = jnp.broadcast_to(keep, x.shape)
-        # where, not keep * x: a dropped inf must become 0, not nan
-        return jnp.where(keep, x / jnp.asarray(1.0 - rate, x.dtype), jnp.zeros_like(x)), state
+        keep = dropout_mask(name, key, rate, (x.shape[0],) + (1,) * n + (x.shape[-1],))
+        return (x if rate == 0.0 else drop(x, keep, rate)), state
 
-    return Layer(init, apply, name=name)
+    return stateless(apply, name=name)
 
 
 _DOC = """Spatial dropout: while training, zero whole channels with probability `rate`.

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import jax.numpy as jnp
 
-from jaxlayers.core import Layer, Masked, child_key
+from jaxlayers.core import Layer, Masked, as_layer, child_key, layer_factory
 from jaxlayers.layers.recurrent import sequence_mask
 
 __all__ = ["Bidirectional", "MERGE_MODES"]
@@ -31,11 +31,12 @@ def _take_time(x, index):
 
 def _split_output(out):
     """(output, states): a tuple output is (y, *states) from return_state=True."""
-    if isinstance(out, tuple) and not isinstance(out, Masked):  # Masked is a tuple too
+    if isinstance(out, tuple):
         return out[0], tuple(out[1:])
     return out, ()
 
 
+@layer_factory
 def Bidirectional(layer: Layer, merge_mode: str | None = "concat") -> Layer:
     """Run a sequence layer forwards and a copy of it backwards, then merge the outputs.
 
@@ -59,21 +60,19 @@ def Bidirectional(layer: Layer, merge_mode: str | None = "concat") -> Layer:
     `(init, apply)` pair with its own params, fed the reversed sequence.
 
     Raises:
-      ValueError: unknown merge_mode, or a layer that is not an (init, apply) pair
-        (construction); the wrapped layer's shape errors; initial_state not an even count.
+      ValueError: unknown merge_mode (construction); the wrapped layer's shape errors;
+        initial_state not an even count.
+      TypeError: a layer that is not a jl.Layer (construction).
     """
-    if not (isinstance(layer, tuple) and len(layer) == 2 and all(map(callable, layer))):
-        raise ValueError(f"Bidirectional: layer must be a jl.Layer (an (init, apply) pair), "
-                         f"got {layer!r}.")
+    layer = as_layer("Bidirectional", layer)
     if merge_mode not in MERGE_MODES:
         raise ValueError(f"Bidirectional: merge_mode must be one of {list(MERGE_MODES)}, "
                          f"got {merge_mode!r}.")
-    inner_name = getattr(layer, "name", "Layer")
     init_fn, apply_fn = layer
 
-    def init(key, input_shape):
-        p_f, s_f = init_fn(child_key(key, "forward"), input_shape)
-        p_b, s_b = init_fn(child_key(key, "backward"), input_shape)
+    def init(key, input_spec):
+        p_f, s_f = init_fn(child_key(key, "forward"), input_spec)
+        p_b, s_b = init_fn(child_key(key, "backward"), input_spec)
         return {"forward": p_f, "backward": p_b}, {"forward": s_f, "backward": s_b}
 
     def _initial(initial_state):
@@ -130,5 +129,5 @@ def Bidirectional(layer: Layer, merge_mode: str | None = "concat") -> Layer:
         new_state = {"forward": s_f, "backward": s_b}
         return (out[0] if len(out) == 1 else out), new_state
 
-    return Layer(init, apply, name=f"Bidirectional({inner_name})",
+    return Layer(init, apply, name="Bidirectional",
                  children={"forward": layer, "backward": layer})

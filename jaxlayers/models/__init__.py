@@ -10,31 +10,31 @@ Every builder returns logits (no softmax). Its parameter count equals the refere
 implementation's (torchvision's builder where there is one) with 1000 classes.
 """
 
-from jaxlayers.models.alexnet import alexnet as alexnet
-from jaxlayers.models.densenet import densenet121 as densenet121
-from jaxlayers.models.densenet import densenet161 as densenet161
-from jaxlayers.models.densenet import densenet169 as densenet169
-from jaxlayers.models.densenet import densenet201 as densenet201
-from jaxlayers.models.efficientnet import efficientnet_b0 as efficientnet_b0
-from jaxlayers.models.efficientnet import efficientnet_b1 as efficientnet_b1
-from jaxlayers.models.efficientnet import efficientnet_b2 as efficientnet_b2
-from jaxlayers.models.efficientnet import efficientnet_b3 as efficientnet_b3
-from jaxlayers.models.efficientnet import efficientnet_b4 as efficientnet_b4
-from jaxlayers.models.efficientnet import efficientnet_b5 as efficientnet_b5
-from jaxlayers.models.efficientnet import efficientnet_b6 as efficientnet_b6
-from jaxlayers.models.efficientnet import efficientnet_b7 as efficientnet_b7
-from jaxlayers.models.googlenet import googlenet as googlenet
-from jaxlayers.models.lenet import lenet5 as lenet5
-from jaxlayers.models.mobilenet import mobilenet_v2 as mobilenet_v2
-from jaxlayers.models.resnet import resnet18 as resnet18
-from jaxlayers.models.resnet import resnet34 as resnet34
-from jaxlayers.models.resnet import resnet50 as resnet50
-from jaxlayers.models.resnet import resnet101 as resnet101
-from jaxlayers.models.resnet import resnet152 as resnet152
-from jaxlayers.models.vgg import vgg11 as vgg11
-from jaxlayers.models.vgg import vgg13 as vgg13
-from jaxlayers.models.vgg import vgg16 as vgg16
-from jaxlayers.models.vgg import vgg19 as vgg19
+from jaxlayers.models._alexnet import alexnet as alexnet
+from jaxlayers.models._densenet import densenet121 as densenet121
+from jaxlayers.models._densenet import densenet161 as densenet161
+from jaxlayers.models._densenet import densenet169 as densenet169
+from jaxlayers.models._densenet import densenet201 as densenet201
+from jaxlayers.models._efficientnet import efficientnet_b0 as efficientnet_b0
+from jaxlayers.models._efficientnet import efficientnet_b1 as efficientnet_b1
+from jaxlayers.models._efficientnet import efficientnet_b2 as efficientnet_b2
+from jaxlayers.models._efficientnet import efficientnet_b3 as efficientnet_b3
+from jaxlayers.models._efficientnet import efficientnet_b4 as efficientnet_b4
+from jaxlayers.models._efficientnet import efficientnet_b5 as efficientnet_b5
+from jaxlayers.models._efficientnet import efficientnet_b6 as efficientnet_b6
+from jaxlayers.models._efficientnet import efficientnet_b7 as efficientnet_b7
+from jaxlayers.models._googlenet import googlenet as googlenet
+from jaxlayers.models._lenet import lenet5 as lenet5
+from jaxlayers.models._mobilenet import mobilenet_v2 as mobilenet_v2
+from jaxlayers.models._resnet import resnet18 as resnet18
+from jaxlayers.models._resnet import resnet34 as resnet34
+from jaxlayers.models._resnet import resnet50 as resnet50
+from jaxlayers.models._resnet import resnet101 as resnet101
+from jaxlayers.models._resnet import resnet152 as resnet152
+from jaxlayers.models._vgg import vgg11 as vgg11
+from jaxlayers.models._vgg import vgg13 as vgg13
+from jaxlayers.models._vgg import vgg16 as vgg16
+from jaxlayers.models._vgg import vgg19 as vgg19
 
 __all__ = sorted([
     "alexnet", "densenet121", "densenet161", "densenet169", "densenet201",

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from jaxlayers._checks import check_positive_int, check_rate
-from jaxlayers.core import Layer, serial
+from jaxlayers._combinators import serial
+from jaxlayers.core import Layer
 from jaxlayers.layers.conv import Conv2D
 from jaxlayers.layers.dense import Dense
 from jaxlayers.layers.dropout import Dropout

@@ -3,19 +3,21 @@
 from __future__ import annotations
 
 from jaxlayers._checks import check_positive_int
-from jaxlayers.core import Layer, serial
+from jaxlayers._combinators import serial
+from jaxlayers.core import Layer
 from jaxlayers.layers.activation import Activation
 from jaxlayers.layers.conv import Conv2D
 from jaxlayers.layers.dense import Dense
 from jaxlayers.layers.merge import Add
 from jaxlayers.layers.pool import GlobalAvgPool2D, MaxPool2D
-from jaxlayers.models._blocks import branches, identity, torch_batch_norm
+from jaxlayers.layers.blocks import Branches, Identity
+from jaxlayers.models._blocks import torch_batch_norm
 
 
 def _shortcut(in_channels: int, out_channels: int, strides: int) -> Layer:
     """Identity when the shape is kept, else a projection: 1×1 conv, stride s, + BatchNorm."""
     if strides == 1 and in_channels == out_channels:
-        return identity()
+        return Identity()
     return serial(conv=Conv2D(out_channels, 1, strides=strides, use_bias=False),
                   bn=torch_batch_norm())
 
@@ -29,7 +31,7 @@ def basic_block(in_channels: int, filters: int, strides: int = 1) -> Layer:
     main = serial(conv1=Conv2D(filters, 3, strides=strides, padding=1, use_bias=False),
                   bn1=torch_batch_norm(), relu=Activation("relu"),
                   conv2=Conv2D(filters, 3, padding=1, use_bias=False), bn2=torch_batch_norm())
-    return branches(Add(), "relu", "BasicBlock", main=main,
+    return Branches(Add(), activation="relu", name="BasicBlock", main=main,
                     shortcut=_shortcut(in_channels, filters, strides))
 
 
@@ -47,7 +49,7 @@ def bottleneck(in_channels: int, filters: int, strides: int = 1) -> Layer:
                   conv2=Conv2D(filters, 3, strides=strides, padding=1, use_bias=False),
                   bn2=torch_batch_norm(), relu2=Activation("relu"),
                   conv3=Conv2D(4 * filters, 1, use_bias=False), bn3=torch_batch_norm())
-    return branches(Add(), "relu", "Bottleneck", main=main,
+    return Branches(Add(), activation="relu", name="Bottleneck", main=main,
                     shortcut=_shortcut(in_channels, 4 * filters, strides))
 
 

@@ -5,11 +5,13 @@ from __future__ import annotations
 import math
 
 from jaxlayers._checks import check_positive_int, check_rate
-from jaxlayers.core import Layer, residual, serial
+from jaxlayers._combinators import residual, serial
+from jaxlayers.core import Layer
 from jaxlayers.layers.dense import Dense
 from jaxlayers.layers.dropout import Dropout
 from jaxlayers.layers.pool import GlobalAvgPool2D
-from jaxlayers.models._blocks import conv_bn, make_divisible, squeeze_excitation, stochastic_depth
+from jaxlayers.layers.blocks import SqueezeExcitation, StochasticDepth
+from jaxlayers.models._blocks import conv_bn, make_divisible
 
 # (expansion, kernel, first stride, in channels, out channels, repeats): B0, the paper's Table 1.
 _STAGES = ((1, 3, 1, 32, 16, 1), (6, 3, 2, 16, 24, 2), (6, 5, 2, 24, 40, 2),
@@ -37,10 +39,10 @@ def mbconv(in_channels: int, out_channels: int, *, kernel_size: int, strides: in
     layers["depthwise"] = conv_bn(hidden, kernel_size, strides=strides,
                                   padding=(kernel_size - 1) // 2, activation="swish",
                                   depthwise=True, **bn)
-    layers["se"] = squeeze_excitation(hidden, max(1, in_channels // 4), activation="swish")
+    layers["se"] = SqueezeExcitation(hidden, max(1, in_channels // 4), activation="swish")
     layers["project"] = conv_bn(out_channels, 1, activation=None, **bn)
     if strides == 1 and in_channels == out_channels:
-        return residual(serial(**layers, drop_path=stochastic_depth(drop_path)))
+        return residual(serial(**layers, drop_path=StochasticDepth(drop_path)))
     return serial(**layers)
 
 

@@ -1,4 +1,4 @@
-"""Freezing parameters by path: `freeze` (a bool mask), `label_params`, `frozen` (an optax optimizer).
+"""Freezing parameters by path: `path_mask` (a bool mask), `label_params`, `frozen` (an optax optimizer).
 
 Every leaf of a params pytree has a path string, its keys joined by "/" as `jl.summary`
 prints them: a keyword child's name, a positional child's index, then the param name.
@@ -27,38 +27,14 @@ import jax
 import jax.numpy as jnp
 import optax
 
-__all__ = ["path_string", "path_strings", "freeze", "label_params", "frozen"]
+from jaxlayers._paths import path_string
+
+__all__ = ["path_mask", "label_params", "frozen"]
 
 FROZEN, TRAINABLE = "frozen", "trainable"
 
 
-def path_string(path) -> str:
-    """The "/"-joined string of a pytree key path ("features/conv1/kernel", "0/bias").
-
-    `path` as `jax.tree_util.tree_flatten_with_path` gives it: DictKey entries give their
-    key, SequenceKey entries their index, GetAttrKey entries their attribute name.
-    """
-    parts = []
-    for entry in path:
-        for attr in ("key", "idx", "name"):  # DictKey, SequenceKey, GetAttrKey
-            if hasattr(entry, attr):
-                parts.append(str(getattr(entry, attr)))
-                break
-        else:
-            parts.append(str(entry))
-    return "/".join(parts)
-
-
-def path_strings(params) -> list[str]:
-    """Every leaf's path string, in the order of `jax.tree.leaves(params)`.
-
-    Shows what a `freeze` predicate can select: `jl.path_strings(params)` ->
-    ["classifier/fc1/bias", "classifier/fc1/kernel", ..., "features/conv2/kernel"].
-    """
-    return [path_string(p) for p, _ in jax.tree_util.tree_flatten_with_path(params)[0]]
-
-
-def freeze(params, predicate: Callable[[str], bool]):
+def path_mask(params, predicate: Callable[[str], bool]):
     """A mask with the structure of `params`: True where predicate(path string) is true.
 
     Math: mask[leaf] = bool(predicate(path_string(leaf's path))); True means frozen.
@@ -79,21 +55,21 @@ def freeze(params, predicate: Callable[[str], bool]):
         path must not silently train everything); the message lists the paths.
     """
     if not callable(predicate):
-        raise TypeError(f"freeze: predicate must be a callable predicate(path: str) -> bool, "
+        raise TypeError(f"path_mask: predicate must be a callable predicate(path: str) -> bool, "
                         f"got {predicate!r}.")
     leaves, treedef = jax.tree_util.tree_flatten_with_path(params)
     paths = [path_string(p) for p, _ in leaves]
     if not paths:
-        raise ValueError("freeze: params has no leaves to freeze.")
+        raise ValueError("path_mask: params has no leaves to freeze.")
     mask = []
     for path in paths:
         hit = predicate(path)
         if not isinstance(hit, (bool, jnp.bool_)):
-            raise TypeError(f"freeze: predicate must return a bool, got {hit!r} for path "
+            raise TypeError(f"path_mask: predicate must return a bool, got {hit!r} for path "
                             f"{path!r}.")
         mask.append(bool(hit))
     if not any(mask):
-        raise ValueError(f"freeze: predicate matched none of the {len(paths)} param paths: "
+        raise ValueError(f"path_mask: predicate matched none of the {len(paths)} param paths: "
                          f"{', '.join(paths)}.")
     return jax.tree_util.tree_unflatten(treedef, mask)
 
@@ -104,9 +80,9 @@ def label_params(params, predicate: Callable[[str], bool]):
     Shapes: params a pytree -> the same pytree of strings.
 
     Raises:
-      as `freeze`.
+      as `path_mask`.
     """
-    return jax.tree.map(lambda f: FROZEN if f else TRAINABLE, freeze(params, predicate))
+    return jax.tree.map(lambda f: FROZEN if f else TRAINABLE, path_mask(params, predicate))
 
 
 def _keep() -> optax.GradientTransformation:
@@ -128,14 +104,14 @@ def frozen(optimizer: optax.GradientTransformation, params,
     Args:
       optimizer: an optax GradientTransformation, e.g. optax.adam(1e-3).
       params: the params it will train (only their structure and paths are used).
-      predicate: predicate(path) -> bool selecting the leaves to freeze (see `freeze`).
+      predicate: predicate(path) -> bool selecting the leaves to freeze (see `path_mask`).
 
     Returns:
       An optax GradientTransformation for jl.fit, jl.train.make_train_step or a loop of
       your own; its init must get params of the same structure.
 
     Raises:
-      TypeError, ValueError: as `freeze`; TypeError if optimizer is not a transformation.
+      TypeError, ValueError: as `path_mask`; TypeError if optimizer is not a transformation.
     """
     if not (callable(getattr(optimizer, "init", None))
             and callable(getattr(optimizer, "update", None))):

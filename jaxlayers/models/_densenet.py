@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 from jaxlayers._checks import check_positive_int
-from jaxlayers.core import Layer, serial
+from jaxlayers._combinators import serial
+from jaxlayers.core import Layer
 from jaxlayers.layers.activation import Activation
 from jaxlayers.layers.conv import Conv2D
 from jaxlayers.layers.dense import Dense
 from jaxlayers.layers.merge import Concatenate
 from jaxlayers.layers.pool import AvgPool2D, GlobalAvgPool2D, MaxPool2D
-from jaxlayers.models._blocks import branches, identity, torch_batch_norm
+from jaxlayers.layers.blocks import Branches, Identity
+from jaxlayers.models._blocks import torch_batch_norm
 
 
 def dense_layer(growth_rate: int, bn_size: int = 4) -> Layer:
@@ -24,7 +26,7 @@ def dense_layer(growth_rate: int, bn_size: int = 4) -> Layer:
                  conv1=Conv2D(bn_size * growth_rate, 1, use_bias=False),
                  norm2=torch_batch_norm(), relu2=Activation("relu"),
                  conv2=Conv2D(growth_rate, 3, padding=1, use_bias=False))
-    return branches(Concatenate(), None, "DenseLayer", input=identity(), new=new)
+    return Branches(Concatenate(), name="DenseLayer", input=Identity(), new=new)
 
 
 def transition(filters: int) -> Layer:

@@ -5,7 +5,8 @@ from __future__ import annotations
 import jax
 
 from jaxlayers._checks import check_positive_float, check_positive_int, check_rate
-from jaxlayers.core import Layer, residual, serial
+from jaxlayers._combinators import residual, serial
+from jaxlayers.core import Layer
 from jaxlayers.layers.dense import Dense
 from jaxlayers.layers.dropout import Dropout
 from jaxlayers.layers.pool import GlobalAvgPool2D

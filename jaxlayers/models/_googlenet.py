@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 from jaxlayers._checks import check_one_of, check_positive_int, check_rate
-from jaxlayers.core import Layer, serial
+from jaxlayers._combinators import serial
+from jaxlayers.core import Layer
 from jaxlayers.layers.conv import Conv2D
 from jaxlayers.layers.dense import Dense
 from jaxlayers.layers.dropout import Dropout
 from jaxlayers.layers.lrn import CrossChannelNormalization
 from jaxlayers.layers.merge import Concatenate
 from jaxlayers.layers.pool import GlobalAvgPool2D, MaxPool2D
-from jaxlayers.models._blocks import branches, conv_bn
+from jaxlayers.layers.blocks import Branches
+from jaxlayers.models._blocks import conv_bn
 
 # Inception modules of the paper's Table 1: #1×1, #3×3 reduce, #3×3, #5×5 reduce, #5×5,
 # pool proj. The input channels follow from the previous module.
@@ -45,8 +47,8 @@ def inception(c1x1: int, c3x3_reduce: int, c3x3: int, c5x5_reduce: int, c5x5: in
     Shapes: x (N, H, W, C) -> (N, H, W, c1x1 + c3x3 + c5x5 + pool_proj).
     params {"branch1", "branch2": {"reduce", "conv"}, "branch3": {...}, "branch4": {"proj"}}.
     """
-    return branches(
-        Concatenate(), None, "Inception",
+    return Branches(
+        Concatenate(), name="Inception",
         branch1=conv(c1x1, 1),
         branch2=serial(reduce=conv(c3x3_reduce, 1), conv=conv(c3x3, 3)),
         branch3=serial(reduce=conv(c5x5_reduce, 1), conv=conv(c5x5, k5)),
