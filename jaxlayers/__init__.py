@@ -9,6 +9,7 @@
 __version__ = "0.1.0"
 
 from jaxlayers import activations as activations
+from jaxlayers import attention as attention
 from jaxlayers import initializers as initializers
 from jaxlayers import interop as interop
 from jaxlayers import losses as losses
@@ -91,6 +92,14 @@ from jaxlayers.layers.spatial_dropout import SpatialDropout1D as SpatialDropout1
 from jaxlayers.layers.spatial_dropout import SpatialDropout2D as SpatialDropout2D
 from jaxlayers.layers.spatial_dropout import SpatialDropout3D as SpatialDropout3D
 from jaxlayers.layers.dropout import Dropout as Dropout
+from jaxlayers.layers.attention import MultiHeadAttention as MultiHeadAttention
+from jaxlayers.layers.positional import PositionEmbedding as PositionEmbedding
+from jaxlayers.layers.positional import SinusoidalPositionalEncoding as SinusoidalPositionalEncoding
+from jaxlayers.layers.transformer import FeedForward as FeedForward
+from jaxlayers.layers.transformer import TransformerDecoder as TransformerDecoder
+from jaxlayers.layers.transformer import TransformerDecoderBlock as TransformerDecoderBlock
+from jaxlayers.layers.transformer import TransformerEncoder as TransformerEncoder
+from jaxlayers.layers.transformer import TransformerEncoderBlock as TransformerEncoderBlock
 from jaxlayers.layers.blocks import Branches as Branches
 from jaxlayers.layers.blocks import Identity as Identity
 from jaxlayers.layers.blocks import Scale as Scale
@@ -110,12 +119,13 @@ __all__ = sorted([
     "BatchNorm", "Bidirectional", "Branches", "Concatenate", "Conv1D", "Conv1DTranspose",
     "Conv2D", "Conv2DTranspose", "Conv3D", "Conv3DTranspose", "Cropping1D", "Cropping2D",
     "Cropping3D", "CrossChannelNormalization", "Dense", "DepthwiseConv2D", "Dropout",
-    "Embedding", "Flatten", "GRU", "GlobalAvgPool1D", "GlobalAvgPool2D", "GlobalAvgPool3D",
+    "Embedding", "FeedForward", "Flatten", "GRU", "GlobalAvgPool1D", "GlobalAvgPool2D", "GlobalAvgPool3D",
     "GlobalMaxPool1D", "GlobalMaxPool2D", "GlobalMaxPool3D", "Identity", "Input", "LSTM",
-    "LayerNorm", "MaxPool1D", "MaxPool2D", "MaxPool3D", "Multiply", "PReLU", "Reshape",
-    "Resize", "Scale", "SeparableConv1D", "SeparableConv2D", "SimpleRNN",
-    "SpatialDropout1D", "SpatialDropout2D", "SpatialDropout3D", "SqueezeExcitation",
-    "StochasticDepth", "UpSampling1D", "UpSampling2D", "UpSampling3D", "ZeroPadding1D",
+    "LayerNorm", "MaxPool1D", "MaxPool2D", "MaxPool3D", "MultiHeadAttention", "Multiply",
+    "PReLU", "PositionEmbedding", "Reshape", "Resize", "Scale", "SeparableConv1D", "SeparableConv2D", "SimpleRNN",
+    "SinusoidalPositionalEncoding", "SpatialDropout1D", "SpatialDropout2D",
+    "SpatialDropout3D", "SqueezeExcitation", "StochasticDepth", "TransformerDecoder",
+    "TransformerDecoderBlock", "TransformerEncoder", "TransformerEncoderBlock", "UpSampling1D", "UpSampling2D", "UpSampling3D", "ZeroPadding1D",
     "ZeroPadding2D", "ZeroPadding3D",
     # combinators
     "Sequential", "compose", "fanout", "parallel", "repeat", "residual", "serial",
@@ -123,7 +133,7 @@ __all__ = sorted([
     "Cell", "GRUCell", "LSTMCell", "SimpleRNNCell",
     # types, functions and modules
     "EarlyStopping", "GradcheckError", "Layer", "Masked", "Summary", "SummaryRow",
-    "activations", "check_ids", "count_params", "fit", "frozen", "gradcheck",
+    "activations", "attention", "check_ids", "count_params", "fit", "frozen", "gradcheck",
     "gradcheck_layer", "initializers", "interop", "label_params", "losses", "models",
     "output_shape", "path_mask", "path_strings", "regularizers", "reset_state", "summary",
     "testing",

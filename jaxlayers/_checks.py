@@ -68,7 +68,7 @@ def describe(x: Any) -> str:
     return type(x).__name__
 
 
-def _is_int(value: Any) -> bool:
+def is_int(value: Any) -> bool:
     return isinstance(value, numbers.Integral) and not isinstance(value, bool)
 
 
@@ -77,13 +77,13 @@ def _is_real(value: Any) -> bool:
 
 
 def check_positive_int(layer: str, name: str, value: Any) -> int:
-    if not _is_int(value) or value <= 0:
+    if not is_int(value) or value <= 0:
         raise ValueError(f"{layer}: {name} must be a positive int, got {value!r}.")
     return int(value)
 
 
 def check_int_at_least(layer: str, name: str, value: Any, minimum: int) -> int:
-    if not _is_int(value) or value < minimum:
+    if not is_int(value) or value < minimum:
         raise ValueError(f"{layer}: {name} must be an int >= {minimum}, got {value!r}.")
     return int(value)
 

@@ -9,7 +9,8 @@ import jax.numpy as jnp
 from jax import lax
 
 from jaxlayers._checks import check_positive_int, describe, is_shape
-from jaxlayers.core import Layer, as_layer, child_key, layer_factory, output_spec, stateless
+from jaxlayers.core import (Layer, as_layer, child_key, layer_factory, output_spec, shapes,
+                            stateless)
 
 __all__ = ["serial", "Sequential", "parallel", "fanout", "residual", "repeat", "Input"]
 
@@ -256,9 +257,9 @@ def repeat(layer: Layer, n: int, *, remat: bool = False) -> Layer:
         params, state = jax.vmap(lambda k: inner.init(k, spec))(keys)
         out = output_spec(inner, spec, jax.tree.map(lambda a: a[0], params),
                           jax.tree.map(lambda a: a[0], state))
-        if not isinstance(out, jax.ShapeDtypeStruct) or out.shape != spec.shape:
+        if jax.tree.structure(out) != jax.tree.structure(spec) or shapes(out) != shapes(spec):
             raise ValueError(f"repeat: {inner.name} must keep its input shape "
-                             f"{spec.shape}, got {describe(out)}.")
+                             f"{shapes(spec)}, got {shapes(out)}.")
         return params, state
 
     def apply(params, state, x, *, key=None, training=False, **inputs):

@@ -5,10 +5,8 @@ from __future__ import annotations
 from typing import Any, Callable, NamedTuple
 
 import jax
-import jax.numpy as jnp
 
-from jaxlayers._checks import as_spec
-from jaxlayers.core import Layer, as_layer, count_params, output_spec, shapes
+from jaxlayers.core import Layer, as_layer, count_params, output_spec, resolve_spec, shapes
 
 __all__ = ["summary", "Summary", "SummaryRow"]
 
@@ -68,11 +66,7 @@ def summary(layer: Layer, input_shape: Any = None, *,
       `print_fn=None` prints nothing.
     """
     layer = as_layer("summary", layer)
-    if input_shape is None and layer.input_spec is None:
-        raise ValueError(f"summary: {layer.name} needs an input spec (the model does not "
-                         f"start with jl.Input).")
-    spec = as_spec(layer.input_spec if input_shape is None else input_shape,
-                   layer.input_dtype or jnp.float32)
+    spec = resolve_spec(layer, input_shape)
     params, state = jax.eval_shape(lambda k: layer.init(k, spec), jax.random.key(0))
     rows = tuple(_rows(layer, params, state, spec, ()))
     total, extra = count_params(params), count_params(state)

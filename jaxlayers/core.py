@@ -215,17 +215,22 @@ def child_key(key, name: int | str):
     return jax.random.fold_in(key, data)
 
 
+def resolve_spec(layer: Layer, input_spec: Any = None):
+    """The spec a model is inspected on: the one given, else the one `jl.Input` declared."""
+    if input_spec is None and layer.input_spec is None:
+        raise ValueError(f"{layer.name}: an input spec is required (the model does not "
+                         f"start with jl.Input).")
+    return as_spec(layer.input_spec if input_spec is None else input_spec,
+                   layer.input_dtype or jnp.float32)
+
+
 def output_spec(layer: Layer, input_spec: Any = None, params=None, state=None):
     """The abstract output of `layer` (structs): no FLOPs, nothing allocated.
 
     With `params`/`state` (arrays or structs) the layer's own; else an abstract init.
     """
     layer = as_layer("output_spec", layer)
-    if input_spec is None and layer.input_spec is None:
-        raise ValueError(f"{layer.name}: an input spec is required (the model does not "
-                         f"start with jl.Input).")
-    spec = as_spec(layer.input_spec if input_spec is None else input_spec,
-                   layer.input_dtype or jnp.float32)
+    spec = resolve_spec(layer, input_spec)
     if params is None:
         params, state = jax.eval_shape(lambda k: layer.init(k, spec), jax.random.key(0))
 

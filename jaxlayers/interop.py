@@ -19,7 +19,9 @@ __all__ = ["from_torch", "KINDS"]
 _CONV = {f"Conv{n}D": n for n in (1, 2, 3)}
 _CONV_T = {f"Conv{n}DTranspose": n for n in (1, 2, 3)}
 _RNN_GATES = {"SimpleRNN": 1, "LSTM": 4, "GRU": 3}
-KINDS = ("Dense", *_CONV, *_CONV_T, "BatchNorm", "Embedding", *_RNN_GATES, "Bidirectional")
+_ATTENTION = ("MultiheadAttention", "TransformerEncoderLayer", "TransformerDecoderLayer")
+KINDS = ("Dense", *_CONV, *_CONV_T, "BatchNorm", "Embedding", *_RNN_GATES, "Bidirectional",
+         *_ATTENTION)
 
 
 def _fail(kind, msg):
@@ -140,6 +142,75 @@ def _rnn(kind, arrays, suffix, reset_after=True):
     return params
 
 
+def _sub(arrays, prefix):
+    """The tensors under `prefix.` with the prefix removed (a submodule's state_dict)."""
+    return {k[len(prefix) + 1:]: v for k, v in arrays.items() if k.startswith(prefix + ".")}
+
+
+def _mha(kind, arrays, num_heads):
+    """nn.MultiheadAttention -> MultiHeadAttention params (E, H, E // H) kernels."""
+    if not isinstance(num_heads, int) or num_heads <= 0:
+        _fail(kind, f"num_heads= (a positive int) is required, got {num_heads!r}.")
+    if "in_proj_weight" in arrays:
+        w = _get(kind, arrays, "in_proj_weight", (None, None))
+        e = w.shape[1]
+        wq, wk, wv = w[:e], w[e:2 * e], w[2 * e:]
+    else:  # kdim/vdim != embed_dim: separate projections
+        wq = _get(kind, arrays, "q_proj_weight", (None, None))
+        wk = _get(kind, arrays, "k_proj_weight", (wq.shape[0], None))
+        wv = _get(kind, arrays, "v_proj_weight", (wq.shape[0], None))
+        e = wq.shape[0]
+    if e % num_heads:
+        _fail(kind, f"embed_dim {e} is not divisible by num_heads={num_heads}.")
+    d = e // num_heads
+    b = _get(kind, arrays, "in_proj_bias", (3 * e,), required=False)
+    wo = _get(kind, arrays, "out_proj.weight", (e, e))
+    bo = _get(kind, arrays, "out_proj.bias", (e,), required=False)
+    known = ("in_proj_weight", "q_proj_weight", "k_proj_weight", "v_proj_weight",
+             "in_proj_bias", "out_proj.weight", "out_proj.bias")
+    _no_extra(kind, arrays, known)
+    params = {}
+    for i, (name, w_i) in enumerate((("query", wq), ("key", wk), ("value", wv))):
+        # torch: y = x @ W.T + b with W (E, E_in), rows head-major -> (E_in, H, d)
+        params[name] = {"kernel": w_i.T.reshape(w_i.shape[1], num_heads, d)}
+        if b is not None:
+            params[name]["bias"] = b[i * e:(i + 1) * e].reshape(num_heads, d)
+    params["output"] = {"kernel": wo.T.reshape(num_heads, d, e)}
+    if bo is not None:
+        params["output"]["bias"] = bo
+    return params
+
+
+def _layer_norm(kind, arrays):
+    w = _get(kind, arrays, "weight", (None,))
+    b = _get(kind, arrays, "bias", w.shape)
+    _no_extra(kind, arrays, ("weight", "bias"))
+    return {"gamma": w, "beta": b}
+
+
+def _transformer_layer(kind, arrays, num_heads):
+    """nn.TransformerEncoderLayer / DecoderLayer -> the block's compose params."""
+    decoder = kind == "TransformerDecoderLayer"
+    attention = {"self_attention": "self_attn"}
+    norms = {"norm1": "norm1", "norm2": "norm2"}
+    if decoder:
+        attention["cross_attention"] = "multihead_attn"
+        norms["norm3"] = "norm3"
+    prefixes = set(attention.values()) | set(norms.values()) | {"linear1", "linear2"}
+    extra = sorted(k for k in arrays if k.split(".")[0] not in prefixes)
+    if extra:
+        _fail(kind, f"unexpected tensors {extra}.")
+    params = {ours: _mha(f"{kind}.{theirs}", _sub(arrays, theirs), num_heads)
+              for ours, theirs in attention.items()}
+    params.update({ours: _layer_norm(f"{kind}.{theirs}", _sub(arrays, theirs))
+                   for ours, theirs in norms.items()})
+    params["ffn"] = {"hidden": _dense(_sub(arrays, "linear1")), "dropout": {},
+                     "output": _dense(_sub(arrays, "linear2"))}
+    for drop in (("drop1", "drop2", "drop3") if decoder else ("drop1", "drop2")):
+        params[drop] = {}
+    return params
+
+
 def from_torch(layer_kind: str, arrays: dict[str, Any], **options):
     """Convert a PyTorch module's `state_dict` (NumPy arrays) to jaxlayers params.
 
@@ -175,6 +246,17 @@ def from_torch(layer_kind: str, arrays: dict[str, Any], **options):
       "Bidirectional": options kind="LSTM" (or "GRU", "SimpleRNN") and layer=0: returns
         {"forward": ..., "backward": ...} from the plain and the `_reverse` tensors, for
         jl.Bidirectional(jl.LSTM(H, ...)).
+      "MultiheadAttention": options num_heads (required). in_proj_weight (3E, E) (or
+        q/k/v_proj_weight) -> query/key/value kernels (E_in, H, E/H), in_proj_bias ->
+        biases (H, E/H), out_proj -> output kernel (H, E/H, E) and bias; for
+        jl.MultiHeadAttention(num_heads, E // num_heads). PyTorch's boolean masks are
+        True = ignore, ours True = attend: pass mask=~attn_mask, and a key_padding_mask
+        as jl.Masked(x, ~key_padding_mask) or mask=~kpm[:, None, None, :].
+      "TransformerEncoderLayer" / "TransformerDecoderLayer": options num_heads (required).
+        self_attn (and multihead_attn -> cross_attention), norm1..3, linear1/linear2 ->
+        ffn hidden/output: the params of jl.TransformerEncoderBlock / DecoderBlock
+        (num_heads, dim_feedforward, norm_first=..., activation=..., epsilon=1e-5).
+        Build those with nn's batch_first=True data layout in mind: ours is (N, T, E).
 
     Raises:
       ValueError: an unknown kind or option, a missing or unexpected tensor, or a tensor
@@ -186,7 +268,8 @@ def from_torch(layer_kind: str, arrays: dict[str, Any], **options):
     allowed = {"Conv1DTranspose": {"groups"}, "Conv2DTranspose": {"groups"},
                "Conv3DTranspose": {"groups"}, "SimpleRNN": {"layer", "reverse"},
                "LSTM": {"layer", "reverse"}, "GRU": {"layer", "reverse", "reset_after"},
-               "Bidirectional": {"kind", "layer", "reset_after"}}.get(layer_kind, set())
+               "Bidirectional": {"kind", "layer", "reset_after"},
+               **{kind: {"num_heads"} for kind in _ATTENTION}}.get(layer_kind, set())
     bad = sorted(set(options) - allowed)
     if bad:
         raise ValueError(f"from_torch({layer_kind}): unknown options {bad}; allowed "
@@ -203,6 +286,10 @@ def from_torch(layer_kind: str, arrays: dict[str, Any], **options):
         return _to_jax(params), _to_jax(state)
     elif layer_kind == "Embedding":
         out = _embedding(arrays)
+    elif layer_kind == "MultiheadAttention":
+        out = _mha(layer_kind, arrays, options.get("num_heads"))
+    elif layer_kind in _ATTENTION:
+        out = _transformer_layer(layer_kind, arrays, options.get("num_heads"))
     elif layer_kind in _RNN_GATES:
         layer, reverse = options.get("layer", 0), options.get("reverse", False)
         suffix = f"_l{layer}" + ("_reverse" if reverse else "")

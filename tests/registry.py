@@ -212,3 +212,7 @@ from registry_cnn import CNN_CASES  # noqa: E402
 from registry_rnn import RNN_CASES  # noqa: E402
 
 CASES += CNN_CASES + RNN_CASES
+
+from registry_attention import ATTENTION_CASES  # noqa: E402
+
+CASES += ATTENTION_CASES

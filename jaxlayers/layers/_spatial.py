@@ -3,19 +3,14 @@
 from __future__ import annotations
 
 import inspect
-import numbers
 from typing import Any, Callable
 
-from jaxlayers._checks import check_float
+from jaxlayers._checks import check_float, is_int as _is_int
 from jaxlayers.core import layer_factory
 
 # Channels-last layouts, for error messages: input rank n + 2.
 LAYOUTS = {1: "(N, L, C)", 2: "(N, H, W, C)", 3: "(N, D, H, W, C)"}
 PADDING_NAMES = ("same", "valid")
-
-
-def _is_int(v: Any) -> bool:
-    return isinstance(v, numbers.Integral) and not isinstance(v, bool)
 
 
 def ntuple(layer: str, name: str, value: Any, n: int, minimum: int = 1) -> tuple[int, ...]:

@@ -8,7 +8,14 @@ import jax.numpy as jnp
 from jaxlayers._checks import check_float, check_rate
 from jaxlayers.core import Layer, Masked, layer_factory, stateless
 
-__all__ = ["Dropout", "dropout_mask", "drop"]
+__all__ = ["Dropout", "dropout_mask", "drop", "require_key"]
+
+
+def require_key(layer: str, key) -> None:
+    """The one missing-key error of every random layer: a ValueError naming `layer`."""
+    if key is None:
+        raise ValueError(f"{layer}: training=True needs a PRNG key, got key=None; "
+                         f"pass key=jax.random.key(seed) to apply.")
 
 
 def dropout_mask(layer: str, key, rate: float, shape):
@@ -17,9 +24,7 @@ def dropout_mask(layer: str, key, rate: float, shape):
     Raises the ValueError naming `layer` when `key` is None, even at rate 0, so that a
     missing key is found before it matters.
     """
-    if key is None:
-        raise ValueError(f"{layer}: training=True needs a PRNG key, got key=None; "
-                         f"pass key=jax.random.key(seed) to apply.")
+    require_key(layer, key)
     return jax.random.bernoulli(key, 1.0 - rate, tuple(shape))
 
 
