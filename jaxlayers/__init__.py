@@ -39,6 +39,7 @@ from jaxlayers.core import Layer as Layer
 from jaxlayers.core import Masked as Masked
 from jaxlayers.core import count_params as count_params
 from jaxlayers.core import output_shape as output_shape
+from jaxlayers.models._gpt import generate as generate
 from jaxlayers.train import EarlyStopping as EarlyStopping
 from jaxlayers.train import fit as fit
 from jaxlayers.layers.activation import Activation as Activation
@@ -92,6 +93,7 @@ from jaxlayers.layers.spatial_dropout import SpatialDropout1D as SpatialDropout1
 from jaxlayers.layers.spatial_dropout import SpatialDropout2D as SpatialDropout2D
 from jaxlayers.layers.spatial_dropout import SpatialDropout3D as SpatialDropout3D
 from jaxlayers.layers.dropout import Dropout as Dropout
+from jaxlayers.layers.attention import Attention as Attention
 from jaxlayers.layers.attention import MultiHeadAttention as MultiHeadAttention
 from jaxlayers.layers.positional import PositionEmbedding as PositionEmbedding
 from jaxlayers.layers.positional import SinusoidalPositionalEncoding as SinusoidalPositionalEncoding
@@ -115,7 +117,7 @@ from jaxlayers.layers.shape import Reshape as Reshape
 
 __all__ = sorted([
     # layers (every one is in tests/registry.py; a test over __all__ checks it)
-    "Activation", "AdaptiveAvgPool2D", "Add", "AvgPool1D", "AvgPool2D", "AvgPool3D",
+    "Activation", "AdaptiveAvgPool2D", "Add", "Attention", "AvgPool1D", "AvgPool2D", "AvgPool3D",
     "BatchNorm", "Bidirectional", "Branches", "Concatenate", "Conv1D", "Conv1DTranspose",
     "Conv2D", "Conv2DTranspose", "Conv3D", "Conv3DTranspose", "Cropping1D", "Cropping2D",
     "Cropping3D", "CrossChannelNormalization", "Dense", "DepthwiseConv2D", "Dropout",
@@ -133,7 +135,7 @@ __all__ = sorted([
     "Cell", "GRUCell", "LSTMCell", "SimpleRNNCell",
     # types, functions and modules
     "EarlyStopping", "GradcheckError", "Layer", "Masked", "Summary", "SummaryRow",
-    "activations", "attention", "check_ids", "count_params", "fit", "frozen", "gradcheck",
+    "activations", "attention", "check_ids", "count_params", "fit", "frozen", "generate", "gradcheck",
     "gradcheck_layer", "initializers", "interop", "label_params", "losses", "models",
     "output_shape", "path_mask", "path_strings", "regularizers", "reset_state", "summary",
     "testing",

@@ -100,8 +100,9 @@ def serial(*layers: Layer, **named_layers: Layer) -> Layer:
     def calls(spec):
         out = []
         for name, child in items:
-            out.append((name, spec))
-            spec = output_spec(child, spec)
+            y = output_spec(child, spec)
+            out.append((name, spec, y))
+            spec = y
         return out
 
     def init(key, spec):

@@ -54,7 +54,7 @@ class _Calls:
         self.counts: dict[str, int] = {}
         self.key_counts: dict[str, int] = {}
         self.first: dict[str, Any] = {}   # name -> the spec of its first call
-        self.specs: list = []             # (name, spec) of every call, in order
+        self.specs: list = []             # (name, input spec, output spec) per call
 
     def call(self, name: str, x, inputs: dict):
         child = self.children[name]
@@ -65,7 +65,6 @@ class _Calls:
         _check_arrays(f"compose: child {name!r} ({child.name})", x, "its input")
         spec, i = spec_of(x), self.counts.get(name, 0)
         self.counts[name] = i + 1
-        self.specs.append((name, spec))
         if self.tracing:
             self._trace_init(name, child, spec)
             key = None
@@ -73,6 +72,7 @@ class _Calls:
             key = _nth_key(self.key, name, i)
         y, self.state[name] = child.apply(self.params[name], self.state[name], x, key=key,
                                           training=self.training, **inputs)
+        self.specs.append((name, spec, spec_of(y)))
         return y
 
     def _trace_init(self, name, child, spec):

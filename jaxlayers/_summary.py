@@ -33,19 +33,23 @@ class Summary(NamedTuple):
         return self.text
 
 
-def _rows(layer: Layer, params, state, spec, path: tuple) -> list[SummaryRow]:
+def _rows(layer: Layer, params, state, spec, path: tuple, out=None) -> list[SummaryRow]:
+    """The rows of `layer` on `spec`; `out`, its output spec when its parent traced it
+    (a compose call may pass keyword inputs that change the output)."""
     if layer.calls is not None and layer.children is not None:
         rows, seen = [], {}
-        for name, child_spec in layer.calls(spec):
+        for name, child_spec, child_out in layer.calls(spec):
             seen[name] = seen.get(name, 0) + 1
             child = layer.children[name]
-            sub = _rows(child, params[name], state[name], child_spec, path + (str(name),))
+            sub = _rows(child, params[name], state[name], child_spec, path + (str(name),),
+                        child_out)
             if seen[name] > 1:  # a shared child: its params are the first call's
                 sub = [r._replace(path=f"{r.path}#{seen[name]}", params=0, state=0)
                        for r in sub]
             rows += sub
         return rows
-    out = output_spec(layer, spec, params, state)
+    if out is None:
+        out = output_spec(layer, spec, params, state)
     return [SummaryRow("/".join(path) or "-", layer.name, shapes(out), count_params(params),
                        count_params(state))]
 

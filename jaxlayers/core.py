@@ -103,8 +103,8 @@ class Layer:
     Fields: `init`, `apply`, `name` (the type shown by `jl.summary`), `children` (a tuple,
     or a dict for keyword children; None for a leaf), `hparams` (the constructor's
     arguments, for `repr`), `input_dtype`, `input_spec` (declared by `jl.Input`), and
-    `calls` (spec -> the (child name, input spec) of each child call in order, set by
-    `serial` and `compose` so that `jl.summary` can expand them).
+    `calls` (spec -> the (child name, input spec, output spec) of each child call in
+    order, set by `serial` and `compose` so that `jl.summary` can expand them).
 
     `init_fn, apply_fn = layer` unpacks it like a stax pair; `jl.Layer(init, apply)` makes
     a layer of two functions of your own. A Layer is a static Python value, compared by

@@ -160,6 +160,38 @@ def _ref_decoder_stack(n):
     return ref
 
 
+def _ref_attention(score):
+    """Bahdanau/Luong attention by loops: e_ts = score(q_t, k_s), α = masked softmax, c = α v."""
+    def one(p, q, k):
+        if score == "dot":
+            return q @ k
+        if score == "scaled_dot":
+            return q @ k / math.sqrt(q.shape[0])
+        if score == "general":
+            return q @ _f(p["kernel"]) @ k
+        if score == "cosine":
+            return q @ k / (np.linalg.norm(q) * np.linalg.norm(k))
+        return _f(p["v"]) @ np.tanh(q @ _f(p["query_kernel"]) + k @ _f(p["key_kernel"])
+                                    + _f(p["bias"]))
+
+    def ref(params, state, x, training):
+        parts = (x[0], x[1], x[1]) if len(x) == 2 else x
+        (q, _), (k, k_pad), (v, v_pad) = (_split(a) for a in parts)
+        pad = k_pad if k_pad is not None else v_pad
+        single = q.ndim == 2
+        q = q[:, None] if single else q
+        out = np.zeros(q.shape[:2] + v.shape[-1:])
+        for b in range(q.shape[0]):
+            for t in range(q.shape[1]):
+                e = np.array([one(params, q[b, t], k[b, s]) for s in range(k.shape[1])])
+                ok = np.ones(k.shape[1], bool) if pad is None else pad[b]
+                w = np.where(ok, np.exp(e - e[ok].max()), 0.0) if ok.any() else 0 * e
+                w = w / w.sum() if ok.any() else w
+                out[b, t] = w @ v[b]
+        return out[:, 0] if single else out
+    return ref
+
+
 def _ref_sinusoidal(params, state, x, training):
     values, pad = _split(x)
     t, d = values.shape[1:]
@@ -195,7 +227,18 @@ _MHA_ERRORS = (
     (S(SEQ, jnp.int32), TypeError, r"MultiHeadAttention: input must have a floating dtype"),
 )
 
+_ATT_ERRORS = ((((2, 5), (2, 4, 3), (2, 3, 3)), ValueError,
+                r"Attention: keys and values must have the same \(N, Tk\)"),
+               ((2, 4, 3), ValueError, r"Attention: input must be \(query, values\)"))
+
 ATTENTION_CASES = [
+    Case(jl.Attention, ("additive",), dict(units=3), (S((2, 5), jnp.float32), jl.Masked(
+        S((2, 4, 3), jnp.float32), S((2, 4), jnp.bool_))), name="bahdanau-masked",
+         reference=_ref_attention("additive"), bad_inputs=_ATT_ERRORS),
+    Case(jl.Attention, ("general",), {}, ((2, 3, 4), (2, 5, 6), (2, 5, 2)), name="luong-general",
+         reference=_ref_attention("general"), bad_inputs=_ATT_ERRORS[1:]),
+    Case(jl.Attention, ("cosine",), {}, ((2, 3, 4), (2, 5, 4)), name="cosine",
+         reference=_ref_attention("cosine"), bad_inputs=_ATT_ERRORS[1:]),
     Case(jl.MultiHeadAttention, (2, 3), {}, SEQ, name="self", reference=_ref_mha(),
          bad_inputs=_MHA_ERRORS),
     Case(jl.MultiHeadAttention, (2, 4), dict(value_dim=2, output_dim=5, causal=True),

@@ -90,3 +90,8 @@ def test_contender_filter_keeps_the_named_variant_next_to_jaxlayers_and_the_base
                               "--warmup", "0", "--contender", "jaxlayers:fused+custom"])
     assert not result["failed"], result["failed"]
     assert set(result["rows"]) == {"jaxlayers", "jax", "jaxlayers:fused+custom"}
+
+
+def test_kv_cache_benchmark_runs_and_both_paths_agree():
+    result = _import("generate").main(["--tokens", "6", "--repeats", "1"])
+    assert result["same"] and result["cached_s"] > 0 and result["recompute_s"] > 0

@@ -78,6 +78,20 @@ def test_bfloat16(case):
                            input_dtype=case.input_dtype)
 
 
+def _perturbed(params, scale=0.1):
+    """params + scale * N(0, 1): init's zero biases, unit gammas and zero betas would hide a
+    dropped bias or a swapped gamma/beta from the reference."""
+    rng = np.random.default_rng(2)
+
+    def nudge(a):
+        a = np.asarray(a)
+        if not np.issubdtype(a.dtype, np.floating):
+            return a
+        return (a + scale * rng.standard_normal(a.shape)).astype(a.dtype)
+
+    return jax.tree.map(nudge, params)
+
+
 @over_cases
 def test_reference(case):
     """apply agrees with the case's independent reference (NumPy or PyTorch)."""
@@ -85,6 +99,7 @@ def test_reference(case):
         pytest.skip("no independent reference registered for this case yet")
     layer = case.build()
     params, state = layer.init(KEY, as_spec(case.input_shape, case.input_dtype))
+    params = _perturbed(params)
     x = random_input(case.input_shape, case.input_dtype, np.random.default_rng(0))
     modes = (False,) if case.random else (False, True)
     for training in modes:

@@ -14,7 +14,7 @@ from jaxlayers.core import Layer, Masked, layer_factory
 from jaxlayers.initializers import glorot_uniform, zeros
 from jaxlayers.layers.dropout import drop, dropout_mask
 
-__all__ = ["MultiHeadAttention", "IMPLEMENTATIONS"]
+__all__ = ["MultiHeadAttention", "Attention", "IMPLEMENTATIONS"]
 
 IMPLEMENTATIONS = ("softmax", "fused")
 _MHA_SCORES = ("scaled_dot", "dot", "cosine")
@@ -121,6 +121,12 @@ def MultiHeadAttention(num_heads: int, key_dim: int, value_dim: int | None = Non
     (query t attends keys s <= t + Tk - Tq) combine by AND. A query row with nothing to
     attend gets zero weights and a zero context (its output is the output bias), never NaN.
 
+    Decoding with a KV cache: `apply(..., cache={"key": (N, H, L, key_dim), "value": (N, H,
+    L, value_dim)}, offset=p)` writes this call's keys and values at positions p.. of the
+    fixed-size cache, attends over the positions written so far (and causally, query t
+    sitting at p + t), and returns (y, new_cache). The cache is an explicit input and
+    output (not state), so one compiled step serves every position (`jl.generate`).
+
     Shapes: query (N, Tq, E_q), key (N, Tk, E_k), value (N, Tk, E_v) -> y (N, Tq, E_out),
     E_out = output_dim or E_q; with return_weights=True, (y, weights (N, H, Tq, Tk)).
     params (Keras's and Flax's layout; no "bias" keys without use_bias):
@@ -182,9 +188,12 @@ def MultiHeadAttention(num_heads: int, key_dim: int, value_dim: int | None = Non
                   "output": _dense(ko, (h, dv), (e_out,))}
         return params, {}
 
-    def apply(params, state, x, *, key=None, training=False, mask=None):
+    def apply(params, state, x, *, key=None, training=False, mask=None, cache=None,
+              offset=None):
         (q_in, q_mask), (k_in, k_mask), (v_in, v_mask) = (
             _unmask(a) for a in _inputs(name, x))
+        if cache is not None and any(m is not None for m in (q_mask, k_mask, v_mask)):
+            raise TypeError(f"{name}: cache= decoding takes arrays, not jl.Masked inputs.")
         _check_sequence(name, "query", q_in, params["query"]["kernel"].shape[0])
         _check_sequence(name, "key", k_in, params["key"]["kernel"].shape[0])
         _check_sequence(name, "value", v_in, params["value"]["kernel"].shape[0])
@@ -199,9 +208,21 @@ def MultiHeadAttention(num_heads: int, key_dim: int, value_dim: int | None = Non
         q = _project(q_in, params["query"], compute)     # (N, H, Tq, dk)
         k = _project(k_in, params["key"], compute)       # (N, H, Tk, dk)
         v = _project(v_in, params["value"], compute)     # (N, H, Tk, dv)
+        positions = None
+        if cache is not None:
+            k, v, positions, written = _write_cache(name, cache, k, v, offset)
+            new_cache = {"key": k, "value": v}  # stored unrotated: rotary acts on read
+            tk = k.shape[2]
+            mask = written if mask is None else (jnp.broadcast_to(mask, written.shape)
+                                                 & written)
         if rotary:
-            q, k = scores.rotary(q), scores.rotary(k)
-        full = _full_mask(name, n, h, tq, tk, q_mask, k_mask, mask, causal)
+            q = scores.rotary(q, positions)
+            k = scores.rotary(k, None if positions is None else jnp.arange(tk))
+        full = _full_mask(name, n, h, tq, tk, q_mask, k_mask, mask,
+                          causal and cache is None)
+        if causal and cache is not None:  # query t sits at position offset + t
+            allowed = jnp.arange(tk)[None, :] <= positions[:, None]
+            full = full & jnp.broadcast_to(allowed, full.shape)
         dropping = training and rate > 0
         form = implementation or _default_implementation()
         # jax.nn.dot_product_attention needs values of the keys' head size
@@ -221,9 +242,42 @@ def MultiHeadAttention(num_heads: int, key_dim: int, value_dim: int | None = Non
         y = y.reshape(n, tq, wo.shape[-1])
         if q_mask is not None:
             y = Masked(y, q_mask)
-        return ((y, weights) if return_weights else y), state
+        out = (y, weights) if return_weights else y
+        if cache is not None:
+            return (out, new_cache), state
+        return out, state
 
     return Layer(init, apply, name=name)
+
+
+def _write_cache(name, cache, k, v, offset):
+    """Write the new keys/values at `offset` into a fixed-size cache (N, H, L, d).
+
+    Returns the full keys and values, the new queries' positions offset + t, and the
+    mask of the cache slots written so far ((N?, 1, Tq, L): s < offset + Tq).
+    """
+    if not (isinstance(cache, dict) and set(cache) == {"key", "value"}):
+        raise TypeError(f"{name}: cache must be a dict {{'key': (N, H, L, key_dim), "
+                        f"'value': (N, H, L, value_dim)}}, got {describe(cache)}.")
+    ck, cv = cache["key"], cache["value"]
+    if ck.shape[:2] != k.shape[:2] or ck.shape[3] != k.shape[3] or cv.shape[:3] != ck.shape[:3]:
+        raise ValueError(f"{name}: cache key/value must be (N, H, L, d) = (N={k.shape[0]}, "
+                         f"H={k.shape[1]}, L, {k.shape[3]}), got key {tuple(ck.shape)} and "
+                         f"value {tuple(cv.shape)}.")
+    t, length = k.shape[2], ck.shape[2]
+    if offset is None:
+        raise ValueError(f"{name}: cache= needs offset= (the position of the first new "
+                         f"token).")
+    if not isinstance(offset, jax.core.Tracer) and int(offset) + t > length:
+        raise ValueError(f"{name}: the cache holds {length} positions; writing {t} at "
+                         f"offset {int(offset)} would overflow it.")
+    start = (0, 0, offset, 0)
+    ck = jax.lax.dynamic_update_slice(ck, k.astype(ck.dtype), start)
+    cv = jax.lax.dynamic_update_slice(cv, v.astype(cv.dtype), start)
+    positions = offset + jnp.arange(t)
+    written = (jnp.arange(length)[None, :] < offset + t)[None, None]
+    written = jnp.broadcast_to(written, (1, 1, t, length))
+    return ck, cv, positions, written
 
 
 def _fused(q, k, v, mask):
@@ -234,3 +288,86 @@ def _fused(q, k, v, mask):
         any_key = jnp.any(mask, axis=-1).transpose(0, 2, 1)[..., None]  # (N, Tq, H, 1)
         ctx = jnp.where(jnp.broadcast_to(any_key, ctx.shape), ctx, jnp.zeros_like(ctx))
     return ctx
+
+
+_ATTENTION_SCORES = ("scaled_dot", "dot", "general", "additive", "cosine")
+
+
+@layer_factory
+def Attention(score: str = "scaled_dot", *, units: int | None = None,
+              return_weights: bool = False, kernel_init=glorot_uniform(), bias_init=zeros,
+              param_dtype=jnp.float32) -> Layer:
+    """Single-head attention, Bahdanau / Luong style (seed 004): c_t = Σ_s α_ts h_s.
+
+    Math: e_ts = score(s_t, h_s),  α_t = softmax(e_t, mask),  c_t = Σ_s α_ts v_s, with the
+    score one of `jl.attention.SCORES`: "dot" (s·h), "scaled_dot" (s·h/√d), "general"
+    (Luong: s W h, params {"kernel": (d_q, d_k)}), "additive" (Bahdanau: v·tanh(W_q s +
+    W_k h + b), params {"query_kernel": (d_q, A), "key_kernel": (d_k, A), "bias": (A,),
+    "v": (A,)}, A = units, default d_k) or "cosine". No projections of the values.
+
+    Inputs: (query, values) (keys = values) or (query, keys, values). The query is
+    (N, Tq, d_q), or one decoder state (N, d_q) giving a context (N, d_v). Padded
+    values/keys come as `jl.Masked` (not attended); a query with nothing to attend gets
+    a zero context.
+
+    Shapes: -> context (N, Tq, d_v) or (N, d_v); with return_weights=True,
+    (context, weights (N, Tq, Tk) or (N, Tk)). state {}.
+
+    Raises:
+      ValueError: an unknown score, units without a parametrised score (construction);
+        inputs not a pair or triple, ranks or sizes that do not fit, keys and values of
+        different lengths (trace time). TypeError: non-float inputs.
+    """
+    name = "Attention"
+    check_one_of(name, "score", score, _ATTENTION_SCORES)
+    if units is not None:
+        check_positive_int(name, "units", units)
+        if score != "additive":
+            raise ValueError(f"{name}: units is the additive score's size, got units={units} "
+                             f"with score={score!r}.")
+
+    def _split(x):
+        if not isinstance(x, tuple) or len(x) not in (2, 3):
+            raise ValueError(f"{name}: input must be (query, values) or (query, keys, "
+                             f"values), got {describe(x)}.")
+        return (x[0], x[1], x[1]) if len(x) == 2 else x
+
+    def init(key, spec):
+        q, k, _ = (_unmask(s)[0] for s in _split(spec))
+        d_q, d_k = q.shape[-1], k.shape[-1]
+        k1, k2, k3, k4 = jax.random.split(key, 4)
+        if score == "general":
+            return {"kernel": kernel_init(k1, (d_q, d_k), param_dtype)}, {}
+        if score == "additive":
+            a = units or d_k
+            return {"query_kernel": kernel_init(k1, (d_q, a), param_dtype),
+                    "key_kernel": kernel_init(k2, (d_k, a), param_dtype),
+                    "bias": bias_init(k3, (a,), param_dtype),
+                    "v": kernel_init(k4, (a, 1), param_dtype)[:, 0]}, {}
+        return {}, {}
+
+    def apply(params, state, x, *, key=None, training=False):
+        del key, training
+        (q, _), (k, k_mask), (v, v_mask) = (_unmask(a) for a in _split(x))
+        for what, a in (("query", q), ("keys", k), ("values", v)):
+            check_float(name, a)
+        check_rank(name, q, (2, 3), "(N, d) or (N, Tq, d) for the query")
+        check_rank(name, k, 3, "(N, Tk, d) for the keys")
+        check_rank(name, v, 3, "(N, Tk, d) for the values")
+        if k.shape[:2] != v.shape[:2] or q.shape[0] != k.shape[0]:
+            raise ValueError(f"{name}: keys and values must have the same (N, Tk) and the "
+                             f"query the same N, got query {tuple(q.shape)}, keys "
+                             f"{tuple(k.shape)}, values {tuple(v.shape)}.")
+        single = q.ndim == 2
+        q3 = q[:, None, :] if single else q
+        fn = scores.SCORES[score]
+        e = fn(q3, k, params["kernel"]) if score == "general" else (
+            fn(q3, k, params) if score == "additive" else fn(q3, k))
+        pad = k_mask if k_mask is not None else v_mask
+        weights = scores.softmax(e, None if pad is None else pad.astype(bool)[:, None, :])
+        ctx = weights @ v.astype(weights.dtype)
+        if single:
+            ctx, weights = ctx[:, 0], weights[:, 0]
+        return ((ctx, weights) if return_weights else ctx), state
+
+    return Layer(init, apply, name=name)

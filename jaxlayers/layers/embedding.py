@@ -6,7 +6,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxlayers._checks import check_array, check_positive_int
+from jaxlayers._checks import check_array, check_float, check_last_axis, check_positive_int
 from jaxlayers.core import Layer, Masked, layer_factory
 from jaxlayers.initializers import uniform
 
@@ -52,6 +52,11 @@ def Embedding(vocab_size: int, dim: int, *, mask_zero: bool = False,
         concrete (outside jit); see `check_ids`.
       dtype: compute/output dtype (default: param dtype); param_dtype: storage.
 
+    apply(..., reverse=True) maps features (..., dim) to logits (..., vocab_size) =
+    x @ embeddings.T: the output projection tied to the input embedding (GPT-2's; Flax's
+    Embed.attend, Keras's ReversibleEmbedding(reverse=True)); in `jl.compose`, calling
+    the same child for both shares the table.
+
     Out-of-range ids: PyTorch raises an IndexError, but under `jit` values are unknown
     until run time, so no error is possible there. An id outside [0, vocab_size) —
     negative ids included, which NumPy-style indexing would wrap — gives a row of NaN,
@@ -73,8 +78,15 @@ def Embedding(vocab_size: int, dim: int, *, mask_zero: bool = False,
         del input_spec  # the table does not depend on the batch
         return {"embeddings": embeddings_init(key, (vocab_size, dim), param_dtype)}, {}
 
-    def apply(params, state, ids, *, key=None, training=False):
+    def apply(params, state, ids, *, key=None, training=False, reverse=False):
         del key, training  # deterministic
+        if reverse:  # the tied output projection: features -> logits over the vocabulary
+            check_float("Embedding", ids)
+            check_last_axis("Embedding", ids, dim)
+            table = params["embeddings"].astype(ids.dtype if dtype is None else dtype)
+            lead = ids.shape[:-1]
+            logits = ids.reshape(-1, dim).astype(table.dtype) @ table.T
+            return logits.reshape(lead + (vocab_size,)), state
         check_array("Embedding", ids)
         if not jnp.issubdtype(ids.dtype, jnp.integer):
             raise TypeError(f"Embedding: ids must have an integer dtype, got {ids.dtype} "

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 
@@ -69,6 +70,9 @@ def PositionEmbedding(max_len: int, *, embeddings_init=uniform(),
                       param_dtype=jnp.float32) -> Layer:
     """Add a learned embedding of each position (BERT, GPT-2, ViT): y = x + embeddings[:T].
 
+    Keyword input offset=p (an int, traced or not) adds rows p..p+T-1 instead: the
+    positions of a continued sequence (KV-cache decoding).
+
     Shapes: x (N, T, d) with T <= max_len -> y of the same shape; a `jl.Masked` input
     keeps its mask. params {"embeddings": (max_len, d)} (Keras's PositionEmbedding),
     state {}. embeddings_init: U(-0.05, 0.05) by default, as Keras's Embedding.
@@ -88,14 +92,18 @@ def PositionEmbedding(max_len: int, *, embeddings_init=uniform(),
                              f"{shape}.")
         return {"embeddings": embeddings_init(key, (max_len, shape[-1]), param_dtype)}, {}
 
-    def apply(params, state, x, *, key=None, training=False):
+    def apply(params, state, x, *, key=None, training=False, offset=0):
         del key, training
         values, mask = _sequence(name, x, max_len)
         table = params["embeddings"]
         if values.shape[-1] != table.shape[-1]:
             raise ValueError(f"{name}: input must have {table.shape[-1]} features on the "
                              f"last axis (as the table), got shape {tuple(values.shape)}.")
-        pe = table[: values.shape[1]].astype(values.dtype)[None]
+        t = values.shape[1]
+        if not isinstance(offset, jax.core.Tracer) and int(offset) + t > max_len:
+            raise ValueError(f"{name}: positions {int(offset)}..{int(offset) + t - 1} do not "
+                             f"fit max_len={max_len}.")
+        pe = jax.lax.dynamic_slice_in_dim(table, offset, t).astype(values.dtype)[None]
         return _rewrap(values + jnp.broadcast_to(pe, values.shape), mask), state
 
     return Layer(init, apply, name=name)

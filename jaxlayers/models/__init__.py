@@ -24,6 +24,8 @@ from jaxlayers.models._efficientnet import efficientnet_b5 as efficientnet_b5
 from jaxlayers.models._efficientnet import efficientnet_b6 as efficientnet_b6
 from jaxlayers.models._efficientnet import efficientnet_b7 as efficientnet_b7
 from jaxlayers.models._googlenet import googlenet as googlenet
+from jaxlayers.models._gpt import generate as generate
+from jaxlayers.models._gpt import gpt as gpt
 from jaxlayers.models._lenet import lenet5 as lenet5
 from jaxlayers.models._mobilenet import mobilenet_v2 as mobilenet_v2
 from jaxlayers.models._resnet import resnet18 as resnet18
@@ -40,6 +42,6 @@ __all__ = sorted([
     "alexnet", "densenet121", "densenet161", "densenet169", "densenet201",
     "efficientnet_b0", "efficientnet_b1", "efficientnet_b2", "efficientnet_b3",
     "efficientnet_b4", "efficientnet_b5", "efficientnet_b6", "efficientnet_b7",
-    "googlenet", "lenet5", "mobilenet_v2", "resnet18", "resnet34", "resnet50",
+    "generate", "googlenet", "gpt", "lenet5", "mobilenet_v2", "resnet18", "resnet34", "resnet50",
     "resnet101", "resnet152", "vgg11", "vgg13", "vgg16", "vgg19",
 ])
