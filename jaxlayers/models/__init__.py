@@ -33,6 +33,7 @@ from jaxlayers.models._resnet import resnet34 as resnet34
 from jaxlayers.models._resnet import resnet50 as resnet50
 from jaxlayers.models._resnet import resnet101 as resnet101
 from jaxlayers.models._resnet import resnet152 as resnet152
+from jaxlayers.models._transformer import transformer as transformer
 from jaxlayers.models._vgg import vgg11 as vgg11
 from jaxlayers.models._vit import vit as vit
 from jaxlayers.models._vit import vit_b16 as vit_b16
@@ -45,5 +46,5 @@ __all__ = sorted([
     "efficientnet_b0", "efficientnet_b1", "efficientnet_b2", "efficientnet_b3",
     "efficientnet_b4", "efficientnet_b5", "efficientnet_b6", "efficientnet_b7",
     "generate", "googlenet", "gpt", "lenet5", "mobilenet_v2", "resnet18", "resnet34", "resnet50",
-    "resnet101", "resnet152", "vgg11", "vgg13", "vgg16", "vgg19", "vit", "vit_b16",
+    "resnet101", "resnet152", "transformer", "vgg11", "vgg13", "vgg16", "vgg19", "vit", "vit_b16",
 ])
