@@ -33,6 +33,8 @@ from jaxlayers.models._resnet import resnet34 as resnet34
 from jaxlayers.models._resnet import resnet50 as resnet50
 from jaxlayers.models._resnet import resnet101 as resnet101
 from jaxlayers.models._resnet import resnet152 as resnet152
+from jaxlayers.models._seq2seq import greedy_decode as greedy_decode
+from jaxlayers.models._seq2seq import seq2seq_attention as seq2seq_attention
 from jaxlayers.models._transformer import transformer as transformer
 from jaxlayers.models._vgg import vgg11 as vgg11
 from jaxlayers.models._vit import vit as vit
@@ -45,6 +47,6 @@ __all__ = sorted([
     "alexnet", "densenet121", "densenet161", "densenet169", "densenet201",
     "efficientnet_b0", "efficientnet_b1", "efficientnet_b2", "efficientnet_b3",
     "efficientnet_b4", "efficientnet_b5", "efficientnet_b6", "efficientnet_b7",
-    "generate", "googlenet", "gpt", "lenet5", "mobilenet_v2", "resnet18", "resnet34", "resnet50",
-    "resnet101", "resnet152", "transformer", "vgg11", "vgg13", "vgg16", "vgg19", "vit", "vit_b16",
+    "generate", "googlenet", "gpt", "greedy_decode", "lenet5", "mobilenet_v2", "resnet18", "resnet34", "resnet50",
+    "resnet101", "resnet152", "seq2seq_attention", "transformer", "vgg11", "vgg13", "vgg16", "vgg19", "vit", "vit_b16",
 ])
