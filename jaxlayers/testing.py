@@ -39,6 +39,7 @@ from __future__ import annotations
 import re
 from typing import Any, Iterable
 
+import chex
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -125,23 +126,37 @@ def _struct(tree) -> Any:
 
 
 def _compare(subject, what, got, want, rtol, atol):
-    """AssertionError unless two output trees agree (structure, shape, dtype, values)."""
+    """AssertionError unless two output trees agree (structure, shape, dtype, values).
+
+    chex does the checks; on a failure the message names the layer, the output path, the
+    first bad index and both values there."""
     if jax.tree.structure(got) != jax.tree.structure(want):
         subject.fail(f"{what}: tree structures differ: {jax.tree.structure(got)} vs "
                      f"{jax.tree.structure(want)}.")
     for path, g, w in zip(leaf_paths(want), jax.tree.leaves(got), jax.tree.leaves(want)):
         g, w = np.asarray(g), np.asarray(w)
-        if g.shape != w.shape or g.dtype != w.dtype:
+        try:
+            chex.assert_trees_all_equal_shapes_and_dtypes(g, w)
+        except AssertionError:
             subject.fail(f"{what}: output{_at(path)} is {g.dtype}{g.shape}, expected "
                          f"{w.dtype}{w.shape}.")
-        if is_float_array(w):
-            g64, w64 = g.astype(np.float64), w.astype(np.float64)
-            scale = max(1.0, float(np.max(np.abs(w64), initial=0.0)))
-            err = np.abs(g64 - w64)
-            bad = ~(err <= atol * scale + rtol * np.abs(w64))
-        else:
-            bad = g != w
-        if np.any(bad):
+        try:
+            if is_float_array(w):
+                g64, w64 = g.astype(np.float64), w.astype(np.float64)
+                scale = max(1.0, float(np.max(np.abs(w64), initial=0.0)))
+                # non-finite outputs fail (NaN == NaN is no agreement); atol is relative
+                # to the output's scale
+                chex.assert_tree_all_finite((g64, w64))
+                chex.assert_trees_all_close(g64, w64, rtol=rtol, atol=atol * scale)
+            else:
+                chex.assert_trees_all_equal(g, w)
+        except AssertionError as exc:
+            if is_float_array(w):
+                bad = ~(np.abs(g64 - w64) <= atol * scale + rtol * np.abs(w64))
+            else:
+                bad = g != w
+            if not np.any(bad):  # chex failed where the mask does not: keep its message
+                subject.fail(f"{what}: output{_at(path)} differs: {exc}")
             i = np.unravel_index(int(np.argmax(bad)), w.shape)
             subject.fail(f"{what}: output{_at(path)} differs at {tuple(int(j) for j in i)}: "
                          f"{g[i]!r} vs {w[i]!r} ({int(np.sum(bad))} of {w.size} entries).")
@@ -257,7 +272,9 @@ def _check_transforms(s: _Subject) -> None:
         names = leaf_paths((s.params, s.x), ("params", "x"))
         for path, g in zip([p for p, a in zip(names, jax.tree.leaves((s.params, s.x)))
                             if is_float_array(a)], float_leaves(grads)):
-            if not np.all(np.isfinite(np.asarray(g))):
+            try:
+                chex.assert_tree_all_finite(np.asarray(g))
+            except AssertionError:
                 s.fail(f"jax.grad of a projection of apply(training=True) is not finite "
                        f"at {path}: {np.asarray(g)}.")
 
@@ -421,7 +438,9 @@ def _check_second_order(s: _Subject, eps: float = 1e-4) -> None:
         how = "forward over reverse (jax.jvp of jax.grad)"
         with _failure(s.where, f"Hessian-vector product by {how} of apply (float64)"):
             hv, values = jax.device_get(jax.jit(run)(f.flat.theta, f.directions, f.us))
-    if not np.all(np.isfinite(hv)):
+    try:
+        chex.assert_tree_all_finite(hv)
+    except AssertionError:
         s.fail(f"a Hessian-vector product by {how} (float64) is not finite.")
     whv = float(f.directions[1] @ hv)
     numerical = float(values[1] - values[2] - values[3] + values[4]) / (4 * eps * eps)
@@ -457,11 +476,15 @@ def _check_bfloat16(s: _Subject) -> None:
             s.fail(f"bfloat16 input gives {a.dtype} output{_at(path)}; compute should follow the "
                    f"input's dtype (or the layer's dtype=).")
         a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
-        if not np.all(np.isfinite(a)):
+        try:
+            chex.assert_tree_all_finite(a)
+        except AssertionError:
             s.fail(f"bfloat16 output{_at(path)} is not finite.")
         scale = max(1.0, float(np.max(np.abs(b), initial=0.0)))
-        err = np.abs(a - b)
-        if not np.all(err <= _BF16_TOL * scale):
+        try:
+            chex.assert_trees_all_close(a, b, rtol=0.0, atol=_BF16_TOL * scale)
+        except AssertionError:
+            err = np.abs(a - b)
             i = np.unravel_index(int(np.argmax(err)), err.shape)
             s.fail(f"bfloat16 output{_at(path)} is far from float32 on the same values: "
                    f"{a[i]!r} vs {b[i]!r} at {tuple(int(k) for k in i)} "

@@ -1,5 +1,6 @@
 """jaxlayers.activations and the Activation layer against torch.nn.functional and seed 003/004."""
 
+import chex
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -20,7 +21,7 @@ def t64(a):
 
 
 def close(got, want, atol=1e-6):
-    np.testing.assert_allclose(np.asarray(got), np.asarray(want), rtol=1e-5, atol=atol)
+    chex.assert_trees_all_close(np.asarray(got), np.asarray(want), rtol=1e-5, atol=atol)
 
 
 @pytest.mark.parametrize("name, ref", [
@@ -62,7 +63,7 @@ def test_step_is_heaviside_with_zero_gradient():
     close(A.step(X), np.heaviside(X, 1.0))  # 1 at x >= 0 (x = 0 included)
     assert float(A.step(jnp.float32(0.0))) == 1.0
     g = jax.vmap(jax.grad(A.step))(jnp.asarray(X))
-    np.testing.assert_array_equal(g, 0.0)
+    chex.assert_trees_all_equal(g, 0.0)
 
 
 # --- seed 003 Q9 / Q10 / Q11 / Q12 and seed 004 ---------------------------------------
@@ -70,20 +71,20 @@ def test_step_is_heaviside_with_zero_gradient():
 def test_seed_softmax_example():
     p = A.softmax(jnp.array([2.0, 1.0, 0.1]))
     # the seed rounds the exponentials to 2 dp before dividing: 1e-3 is its precision
-    np.testing.assert_allclose(p, [0.659, 0.243, 0.098], atol=1e-3)
-    np.testing.assert_allclose(p, [0.659001, 0.242433, 0.098566], atol=1e-6)
+    chex.assert_trees_all_close(p, np.asarray([0.659, 0.243, 0.098]), atol=1e-3, rtol=1e-7)
+    chex.assert_trees_all_close(p, np.asarray([0.659001, 0.242433, 0.098566]), atol=1e-6, rtol=1e-7)
 
 
 def test_seed_sigmoid_derivative_max_is_quarter_at_zero():
     d = jax.vmap(jax.grad(A.sigmoid))(GRID)
     i = int(jnp.argmax(d))
     assert float(GRID[i]) == pytest.approx(0.0, abs=1e-6)
-    np.testing.assert_allclose(d[i], 0.25, rtol=1e-6)
-    np.testing.assert_allclose(jax.grad(A.sigmoid)(0.0), 0.25, rtol=1e-7)
+    chex.assert_trees_all_close(d[i], 0.25, rtol=1e-6)
+    chex.assert_trees_all_close(jax.grad(A.sigmoid)(0.0), 0.25, rtol=1e-7)
 
 
 def test_seed_tanh_derivative_and_identity():
-    np.testing.assert_allclose(jax.grad(A.tanh)(0.0), 1.0, rtol=1e-7)
+    chex.assert_trees_all_close(jax.grad(A.tanh)(0.0), 1.0, rtol=1e-7)
     close(A.tanh(X), 2 * np.asarray(A.sigmoid(2 * X)) - 1)
 
 
@@ -95,10 +96,11 @@ def test_seed_vanishing_gradient_chain():
         return x
 
     grads = [float(jax.grad(chain)(0.0, k)) for k in range(5)]
-    np.testing.assert_allclose(grads, [1.0, 0.25, 0.0625, 0.0156, 0.0039], atol=5e-5)
+    chex.assert_trees_all_close(np.asarray(grads), np.asarray([1.0, 0.25, 0.0625, 0.0156, 0.0039]),
+                                atol=5e-5, rtol=1e-7)
     g10 = float(jax.grad(chain)(0.0, 10))
-    np.testing.assert_allclose(g10, 9.5e-7, rtol=0.01)
-    np.testing.assert_allclose(g10, 0.25 ** 10, rtol=1e-6)
+    chex.assert_trees_all_close(g10, 9.5e-7, rtol=0.01)
+    chex.assert_trees_all_close(g10, 0.25 ** 10, rtol=1e-6)
 
 
 @pytest.mark.parametrize("name, x_min, y_min", [
@@ -109,8 +111,8 @@ def test_seed_vanishing_gradient_chain():
 def test_seed_minimum(name, x_min, y_min):
     y = A.get(name)(GRID)
     i = int(jnp.argmin(y))
-    np.testing.assert_allclose(float(y[i]), y_min, atol=5e-6)
-    np.testing.assert_allclose(float(GRID[i]), x_min, atol=3e-3)
+    chex.assert_trees_all_close(float(y[i]), y_min, atol=5e-6, rtol=1e-7)
+    chex.assert_trees_all_close(float(GRID[i]), x_min, atol=3e-3, rtol=1e-7)
 
 
 def test_seed_leaky_relu_default_slope():

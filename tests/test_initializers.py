@@ -1,5 +1,6 @@
 """jaxlayers.initializers: empirical moments and bounds against the closed-form formulas."""
 
+import chex
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -28,7 +29,7 @@ CASES = {
 def _check_sample(w, var, dist):
     w = np.asarray(w, np.float64)
     # 65k+ samples: the variance estimate's relative std is < 1 %, so 4 % is > 4 sigma
-    np.testing.assert_allclose(w.var(), var, rtol=0.04)
+    chex.assert_trees_all_close(w.var(), var, rtol=0.04)
     assert abs(w.mean()) < 4 * np.sqrt(var / w.size)
     if dist == "uniform":
         limit = np.sqrt(3 * var)
@@ -67,31 +68,31 @@ def test_orthogonal(shape):
     w = np.asarray(I.orthogonal()(KEY, shape, jnp.float32), np.float64)
     m = w.reshape(-1, shape[-1])  # rows: everything but the last (output) axis
     if m.shape[0] >= m.shape[1]:
-        np.testing.assert_allclose(m.T @ m, np.eye(m.shape[1]), atol=1e-5)
+        chex.assert_trees_all_close(m.T @ m, np.eye(m.shape[1]), atol=1e-5, rtol=1e-7)
     else:
-        np.testing.assert_allclose(m @ m.T, np.eye(m.shape[0]), atol=1e-5)
+        chex.assert_trees_all_close(m @ m.T, np.eye(m.shape[0]), atol=1e-5, rtol=1e-7)
     w2 = np.asarray(I.orthogonal(gain=2.0)(KEY, (32, 32), jnp.float32), np.float64)
-    np.testing.assert_allclose(w2.T @ w2, 4 * np.eye(32), atol=1e-4)
+    chex.assert_trees_all_close(w2.T @ w2, 4 * np.eye(32), atol=1e-4, rtol=1e-7)
 
 
 def test_zeros_ones_constant():
-    np.testing.assert_array_equal(I.zeros(KEY, (2, 3)), np.zeros((2, 3)))
-    np.testing.assert_array_equal(I.ones(KEY, (4,)), np.ones(4))
+    chex.assert_trees_all_equal(I.zeros(KEY, (2, 3)), np.zeros((2, 3)))
+    chex.assert_trees_all_equal(I.ones(KEY, (4,)), np.ones(4))
     c = I.constant(0.25)(KEY, (2, 2), jnp.bfloat16)
     assert c.dtype == jnp.bfloat16
-    np.testing.assert_array_equal(np.asarray(c, np.float32), np.full((2, 2), 0.25))
+    chex.assert_trees_all_equal(np.asarray(c, np.float32), np.full((2, 2), 0.25))
     assert I.zeros(None, (3,), jnp.float16).dtype == jnp.float16
 
 
 def test_uniform_and_normal():
     u = np.asarray(I.uniform()(KEY, (256, 256)), np.float64)
     assert u.min() >= -0.05 and u.max() < 0.05 and u.min() < -0.049  # Keras's U(-0.05, 0.05)
-    np.testing.assert_allclose(u.var(), 0.1 ** 2 / 12, rtol=0.04)
+    chex.assert_trees_all_close(u.var(), 0.1 ** 2 / 12, rtol=0.04)
     u = np.asarray(I.uniform(0.0, 2.0)(KEY, (256, 256)), np.float64)
     assert u.min() >= 0.0 and u.max() < 2.0
-    np.testing.assert_allclose(u.mean(), 1.0, atol=0.01)
+    chex.assert_trees_all_close(u.mean(), 1.0, atol=0.01, rtol=1e-7)
     n = np.asarray(I.normal(0.1)(KEY, (256, 256)), np.float64)
-    np.testing.assert_allclose(n.var(), 0.01, rtol=0.04)
+    chex.assert_trees_all_close(n.var(), 0.01, rtol=0.04)
     assert np.abs(n).max() > 3 * 0.1  # not truncated
 
 
@@ -99,13 +100,13 @@ def test_param_dtype_and_keys():
     init = I.glorot_uniform()
     assert init(KEY, (8, 4), jnp.bfloat16).dtype == jnp.bfloat16
     a, b = init(KEY, (8, 4)), init(KEY, (8, 4))
-    np.testing.assert_array_equal(a, b)
+    chex.assert_trees_all_equal(a, b)
     assert not np.array_equal(a, init(jax.random.key(1), (8, 4)))
 
 
 def test_dense_defaults_keras():
     params, _ = jl.Dense(300).init(KEY, (2, 200))
-    np.testing.assert_array_equal(params["bias"], 0.0)
+    chex.assert_trees_all_equal(params["bias"], 0.0)
     limit = np.sqrt(6 / 500)
     w = np.asarray(params["kernel"])
     assert np.abs(w).max() <= limit and np.abs(w).max() > 0.99 * limit

@@ -1,5 +1,6 @@
 """jaxlayers.losses against seed 003's worked numbers, PyTorch CPU functional losses and NumPy."""
 
+import chex
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -31,55 +32,55 @@ def t64(a):
 
 
 def close(got, want):
-    np.testing.assert_allclose(np.asarray(got), np.asarray(want, dtype=np.float64),
-                               rtol=RTOL, atol=ATOL)
+    chex.assert_trees_all_close(np.asarray(got), np.asarray(want, dtype=np.float64),
+                                rtol=RTOL, atol=ATOL)
 
 
 # --- seed 003 Q1 / Q9 worked examples -------------------------------------------------
 
 def test_seed_mse_043():
     y, y_hat = np.array([5.0, 8.0, 3.0]), np.array([4.5, 9.0, 3.2])
-    np.testing.assert_allclose(L.mse(y_hat, y, reduction="none"), [0.25, 1.00, 0.04], rtol=1e-5)
-    np.testing.assert_allclose(L.mse(y_hat, y, reduction="sum"), 1.29, rtol=1e-6)
-    np.testing.assert_allclose(L.mse(y_hat, y), 0.43, rtol=1e-6)
-    np.testing.assert_allclose(L.mae(y_hat, y), 1.7 / 3, rtol=1e-6)  # 0.5667
+    chex.assert_trees_all_close(L.mse(y_hat, y, reduction="none"), np.asarray([0.25, 1.00, 0.04]), rtol=1e-5)
+    chex.assert_trees_all_close(L.mse(y_hat, y, reduction="sum"), 1.29, rtol=1e-6)
+    chex.assert_trees_all_close(L.mse(y_hat, y), 0.43, rtol=1e-6)
+    chex.assert_trees_all_close(L.mae(y_hat, y), 1.7 / 3, rtol=1e-6)  # 0.5667
 
 
 @pytest.mark.parametrize("y, p, want", [(1.0, 0.99, 0.010050), (1.0, 0.01, 4.605170),
                                         (0.0, 0.01, 0.010050), (0.0, 0.99, 4.605170)])
 def test_seed_bce(y, p, want):
     got = L.binary_crossentropy(np.array([p]), np.array([y]))
-    np.testing.assert_allclose(got, want, atol=1e-5)
+    chex.assert_trees_all_close(got, want, atol=1e-5, rtol=1e-7)
     logit = np.log(p / (1 - p))
     got = L.binary_crossentropy(np.array([logit]), np.array([y]), from_logits=True)
-    np.testing.assert_allclose(got, want, atol=1e-5)
+    chex.assert_trees_all_close(got, want, atol=1e-5, rtol=1e-7)
 
 
 def test_seed_cce_085_and_005():
     y = np.eye(10)[3][None]
     p1 = np.array([[0.01, 0.01, 0.05, 0.85, 0.02, 0.01, 0.02, 0.01, 0.01, 0.01]])
     got = float(L.categorical_crossentropy(p1, y))
-    np.testing.assert_allclose(got, -np.log(0.85), rtol=1e-6)
+    chex.assert_trees_all_close(got, -np.log(0.85), rtol=1e-6)
     assert round(got, 2) == 0.16
     # seed prints [0.5, 0.1, 0.1, 0.05, ...] with the tail elided; invented tail sums to 0.25
     p2 = np.array([[0.5, 0.1, 0.1, 0.05, 0.05, 0.05, 0.05, 0.05, 0.025, 0.025]])
-    np.testing.assert_allclose(p2.sum(), 1.0)
+    chex.assert_trees_all_close(p2.sum(), 1.0, rtol=1e-7)
     got = float(L.categorical_crossentropy(p2, y))
-    np.testing.assert_allclose(got, 2.995732, atol=1e-5)
+    chex.assert_trees_all_close(got, 2.995732, atol=1e-5, rtol=1e-7)
     assert round(got, 1) == 3.0
-    np.testing.assert_allclose(L.sparse_categorical_crossentropy(p2, np.array([3])), got,
-                               rtol=1e-6)
+    chex.assert_trees_all_close(L.sparse_categorical_crossentropy(p2, np.array([3])), got,
+                                rtol=1e-6)
 
 
 def test_seed_softmax_ce_gradient():
     y_hat, y = np.array([0.3, 0.5, 0.2]), np.array([0.0, 0.0, 1.0])  # "class 2"
     z = jnp.log(jnp.asarray(y_hat, jnp.float32))[None]  # softmax(log ŷ) = ŷ
-    want = [[0.3, 0.5, -0.8]]
+    want = np.asarray([[0.3, 0.5, -0.8]])
     g = jax.grad(lambda z: L.categorical_crossentropy(z, y[None], from_logits=True))(z)
-    np.testing.assert_allclose(g, want, atol=1e-6)
+    chex.assert_trees_all_close(g, want, atol=1e-6, rtol=1e-7)
     g = jax.grad(lambda z: L.sparse_categorical_crossentropy(
         z, np.array([2]), from_logits=True))(z)
-    np.testing.assert_allclose(g, want, atol=1e-6)
+    chex.assert_trees_all_close(g, want, atol=1e-6, rtol=1e-7)
 
 
 # --- PyTorch parity, all reductions ---------------------------------------------------
@@ -177,9 +178,9 @@ def test_bce_from_logits_stable_at_100():
     z = np.array([100.0, -100.0, 100.0, -100.0], np.float32)
     y = np.array([1.0, 0.0, 0.0, 1.0], np.float32)
     got = L.binary_crossentropy(z, y, from_logits=True, reduction="none")
-    np.testing.assert_allclose(got, [0.0, 0.0, 100.0, 100.0], atol=1e-6)
+    chex.assert_trees_all_close(got, np.asarray([0.0, 0.0, 100.0, 100.0]), atol=1e-6, rtol=1e-7)
     g = jax.grad(lambda z: L.binary_crossentropy(z, y, from_logits=True, reduction="sum"))(z)
-    np.testing.assert_allclose(g, [0.0, 0.0, 1.0, -1.0], atol=1e-6)  # σ(z) − y
+    chex.assert_trees_all_close(g, np.asarray([0.0, 0.0, 1.0, -1.0]), atol=1e-6, rtol=1e-7)  # σ(z) − y
 
 
 @pytest.mark.parametrize("label", [0, 1, 2])
@@ -189,7 +190,7 @@ def test_cce_from_logits_stable_at_100(label):
     got_sparse = L.sparse_categorical_crossentropy(z, np.array([label]), from_logits=True)
     got_onehot = L.categorical_crossentropy(z, np.eye(3)[[label]], from_logits=True)
     for got in (got_sparse, got_onehot):
-        np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-6)
+        chex.assert_trees_all_close(got, want, rtol=1e-6, atol=1e-6)
     g = jax.grad(lambda z: L.categorical_crossentropy(z, np.eye(3)[[label]], from_logits=True))(z)
     assert np.isfinite(np.asarray(g)).all()
 
@@ -198,12 +199,13 @@ def test_probabilities_clipped_like_keras():
     eps = np.float32(L.EPSILON)
     got = L.binary_crossentropy(np.array([0.0, 1.0, 1.0]), np.array([1.0, 0.0, 1.0]),
                                 reduction="none")
-    want = [-np.log(eps), -np.log1p(-np.float32(1 - eps)), -np.log(np.float32(1 - eps))]
-    np.testing.assert_allclose(got, want, rtol=1e-4)
+    want = np.asarray([-np.log(eps), -np.log1p(-np.float32(1 - eps)),
+                     -np.log(np.float32(1 - eps))])
+    chex.assert_trees_all_close(got, want, rtol=1e-4)
     got = L.categorical_crossentropy(np.array([[1.0, 0.0]]), np.array([[0.0, 1.0]]))
-    np.testing.assert_allclose(got, -np.log(eps), rtol=1e-4)
+    chex.assert_trees_all_close(got, -np.log(eps), rtol=1e-4)
     got = L.sparse_categorical_crossentropy(np.array([[1.0, 0.0]]), np.array([1]))
-    np.testing.assert_allclose(got, -np.log(eps), rtol=1e-4)
+    chex.assert_trees_all_close(got, -np.log(eps), rtol=1e-4)
 
 
 # --- dtypes, jit, errors --------------------------------------------------------------
@@ -213,7 +215,7 @@ def test_bfloat16_inputs_computed_in_float32():
     assert got.dtype == jnp.float32
     want = np.mean((np.asarray(jnp.asarray(X, jnp.bfloat16), np.float64)
                     - np.asarray(jnp.asarray(Y, jnp.bfloat16), np.float64)) ** 2)
-    np.testing.assert_allclose(got, want, rtol=1e-5)
+    chex.assert_trees_all_close(got, want, rtol=1e-5)
     got = L.categorical_crossentropy(jnp.asarray(LOGITS, jnp.bfloat16), ONE_HOT, from_logits=True)
     assert got.dtype == jnp.float32
 

@@ -1,5 +1,6 @@
 """Seed 003/004 worked examples for gradients, MLPs and normalization (SEED_EXAMPLES.md)."""
 
+import chex
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -15,14 +16,14 @@ rng = np.random.default_rng(0)
 
 def test_gradient_of_x2_plus_y2_at_3_4():
     g = jax.grad(lambda v: v[0] ** 2 + v[1] ** 2)(jnp.array([3.0, 4.0]))
-    np.testing.assert_array_equal(g, [6.0, 8.0])
+    chex.assert_trees_all_equal(g, np.asarray([6.0, 8.0]))
 
 
 def test_chain_rule_3x_plus_2_squared():
     f = lambda x: (3 * x + 2) ** 2  # noqa: E731
     assert float(jax.grad(f)(1.0)) == 30.0
     for x in (-2.0, 0.0, 0.5, 3.0):
-        np.testing.assert_allclose(jax.grad(f)(x), 6 * (3 * x + 2), rtol=1e-6)
+        chex.assert_trees_all_close(jax.grad(f)(x), 6 * (3 * x + 2), rtol=1e-6)
 
 
 # --- 003 Q6: the MNIST MLP 784 -> 256 -> 128 -> 10 ------------------------------------
@@ -55,14 +56,14 @@ def test_two_linear_layers_collapse_to_one():
     # seed: W' = W2 W1, b' = W2 b1 + b2 (column vectors); kernels here act on rows: x @ W1
     w1, b1 = (np.asarray(params[0][k], np.float64) for k in ("kernel", "bias"))
     w2, b2 = (np.asarray(params[1][k], np.float64) for k in ("kernel", "bias"))
-    np.testing.assert_allclose((w2.T @ w1.T).T, w1 @ w2)  # the two orientations agree
+    chex.assert_trees_all_close((w2.T @ w1.T).T, w1 @ w2, rtol=1e-7)  # the two orientations agree
     one = jl.Dense(3)
     merged = {"kernel": jnp.asarray(w1 @ w2, jnp.float32),
               "bias": jnp.asarray(b1 @ w2 + b2, jnp.float32)}
     y_one, _ = one.apply(merged, {}, x)
-    np.testing.assert_allclose(y_one, y_two, rtol=1e-5, atol=1e-5)
-    np.testing.assert_allclose(y_two, np.asarray(x, np.float64) @ (w1 @ w2) + (b1 @ w2 + b2),
-                               rtol=1e-5, atol=1e-5)
+    chex.assert_trees_all_close(y_one, y_two, rtol=1e-5, atol=1e-5)
+    chex.assert_trees_all_close(y_two, np.asarray(x, np.float64) @ (w1 @ w2) + (b1 @ w2 + b2),
+                                rtol=1e-5, atol=1e-5)
 
 
 # --- 000 / 003 Q5 / 004: BatchNorm and LayerNorm --------------------------------------
@@ -84,25 +85,25 @@ def test_batchnorm_training_and_running_state(shape):
     axes = tuple(range(len(shape) - 1))
     layer = jl.BatchNorm()  # momentum 0.99, epsilon 1e-3 (Keras)
     params, state = layer.init(KEY, shape)
-    np.testing.assert_array_equal(state["mean"], 0.0)
-    np.testing.assert_array_equal(state["var"], 1.0)
+    chex.assert_trees_all_equal(state["mean"], 0.0)
+    chex.assert_trees_all_equal(state["var"], 1.0)
     gamma, beta = _random_affine(shape[-1])
     params = {"gamma": gamma, "beta": beta}
     y, new_state = layer.apply(params, state, jnp.asarray(x), training=True)
     x64 = x.astype(np.float64)
     want, mu, var = _bn_reference(x64, np.asarray(gamma, np.float64),
                                   np.asarray(beta, np.float64), 1e-3, axes)
-    np.testing.assert_allclose(y, want, rtol=1e-5, atol=1e-5)
-    np.testing.assert_allclose(new_state["mean"], 0.99 * 0.0 + 0.01 * mu, rtol=1e-5)
-    np.testing.assert_allclose(new_state["var"], 0.99 * 1.0 + 0.01 * var, rtol=1e-5)
+    chex.assert_trees_all_close(y, want, rtol=1e-5, atol=1e-5)
+    chex.assert_trees_all_close(new_state["mean"], 0.99 * 0.0 + 0.01 * mu, rtol=1e-5)
+    chex.assert_trees_all_close(new_state["var"], 0.99 * 1.0 + 0.01 * var, rtol=1e-5)
     # inference reads the running statistics and leaves them unchanged
     y_inf, s_inf = layer.apply(params, new_state, jnp.asarray(x), training=False)
     m_run, v_run = np.asarray(new_state["mean"], np.float64), np.asarray(new_state["var"],
                                                                           np.float64)
     want_inf = np.asarray(gamma, np.float64) * (x64 - m_run) / np.sqrt(v_run + 1e-3) + \
         np.asarray(beta, np.float64)
-    np.testing.assert_allclose(y_inf, want_inf, rtol=1e-5, atol=1e-5)
-    np.testing.assert_array_equal(s_inf["mean"], new_state["mean"])
+    chex.assert_trees_all_close(y_inf, want_inf, rtol=1e-5, atol=1e-5)
+    chex.assert_trees_all_equal(s_inf["mean"], new_state["mean"])
 
 
 def test_batchnorm_options_are_honoured():
@@ -112,9 +113,9 @@ def test_batchnorm_options_are_honoured():
     params, state = layer.init(KEY, shape)
     y, s = layer.apply(params, state, jnp.asarray(x), training=True)
     want, mu, var = _bn_reference(x.astype(np.float64), 1.0, 0.0, 1e-5, (0,))
-    np.testing.assert_allclose(y, want, rtol=1e-4, atol=1e-4)
-    np.testing.assert_allclose(s["mean"], 0.1 * mu, rtol=1e-5, atol=1e-7)
-    np.testing.assert_allclose(s["var"], 0.9 + 0.1 * var, rtol=1e-6)
+    chex.assert_trees_all_close(y, want, rtol=1e-4, atol=1e-4)
+    chex.assert_trees_all_close(s["mean"], 0.1 * mu, rtol=1e-5, atol=1e-7)
+    chex.assert_trees_all_close(s["var"], 0.9 + 0.1 * var, rtol=1e-6)
 
 
 @pytest.mark.parametrize("shape", [(4, 6), (2, 3, 6)])
@@ -131,5 +132,5 @@ def test_layernorm_vs_numpy(shape):
         np.asarray(beta, np.float64)
     for training in (False, True):  # no batch statistics: the same in both modes
         y, s = layer.apply(params, state, jnp.asarray(x), training=training)
-        np.testing.assert_allclose(y, want, rtol=1e-5, atol=1e-5)
+        chex.assert_trees_all_close(y, want, rtol=1e-5, atol=1e-5)
         assert s == {}
