@@ -47,6 +47,7 @@ WORKLOADS = {
     "resblock": "benchmarks.cnn:RESBLOCK",
     "lstm": "benchmarks.rnn:LSTM",
     "gru": "benchmarks.rnn:GRU",
+    "transformer": "benchmarks.transformer",
 }
 
 TARGET = 1.02      # jaxlayers / hand-written JAX: the goal (DESIGN.md §5)

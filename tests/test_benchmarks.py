@@ -95,3 +95,71 @@ def test_contender_filter_keeps_the_named_variant_next_to_jaxlayers_and_the_base
 def test_kv_cache_benchmark_runs_and_both_paths_agree():
     result = _import("generate").main(["--tokens", "6", "--repeats", "1"])
     assert result["same"] and result["cached_s"] > 0 and result["recompute_s"] > 0
+
+
+def test_transformer_contenders_compute_the_same_function():
+    """benchmarks/transformer.py: the hand-written forms (heads-first, einsum,
+    dot_product_attention) and PyTorch's pre-LN encoder, given the library's weights,
+    give the library's logits: the table times one computation, not three."""
+    import chex
+    import jax.numpy as jnp
+    import numpy as np
+    import torch
+
+    tr = _import("transformer")
+    model = tr.library_model()
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal((3, 7, tr.D_MODEL)).astype(np.float32)
+    params, state = model.init(jax.random.key(2), x.shape)
+    params = jax.tree.map(lambda a: a + 0.1 * jnp.asarray(rng.standard_normal(a.shape),
+                                                          a.dtype), params)
+    want, _ = model.apply(params, state, jnp.asarray(x))
+
+    enc, _, head = params
+    e = tr.D_MODEL
+
+    def fused(p):  # (E, H, d) kernel, (H, d) bias -> (E, H*d), (H*d,)
+        return {"w": np.asarray(p["kernel"]).reshape(e, -1), "b": np.asarray(p["bias"]).reshape(-1)}
+
+    blocks = []
+    for i in range(tr.BLOCKS):
+        b = enc["blocks"][str(i)]
+        a = b["self_attention"]
+        blocks.append({
+            "q": fused(a["query"]), "k": fused(a["key"]), "v": fused(a["value"]),
+            "o": {"w": np.asarray(a["output"]["kernel"]).reshape(e, e),
+                  "b": np.asarray(a["output"]["bias"])},
+            "ln1": {"g": b["norm1"]["gamma"], "b": b["norm1"]["beta"]},
+            "ln2": {"g": b["norm2"]["gamma"], "b": b["norm2"]["beta"]},
+            "ff1": {"w": b["ffn"]["hidden"]["kernel"], "b": b["ffn"]["hidden"]["bias"]},
+            "ff2": {"w": b["ffn"]["output"]["kernel"], "b": b["ffn"]["output"]["bias"]}})
+    hand = {"blocks": blocks, "norm": {"g": enc["norm"]["gamma"], "b": enc["norm"]["beta"]},
+            "head": {"w": head["kernel"], "b": head["bias"]}}
+    with jax.numpy_rank_promotion("allow"):  # plain user code (see the tests above)
+        for form in ("heads-first", "einsum", "dpa"):
+            chex.assert_trees_all_close(tr.forward(hand, jnp.asarray(x), form), want,
+                                        rtol=1e-4, atol=1e-4)
+
+    from torch import nn
+    layer = nn.TransformerEncoderLayer(e, tr.HEADS, tr.FFN, dropout=0.0, activation="gelu",
+                                       batch_first=True, norm_first=True,
+                                       layer_norm_eps=tr.EPSILON)
+    encoder = nn.TransformerEncoder(layer, tr.BLOCKS, norm=nn.LayerNorm(e, eps=tr.EPSILON),
+                                    enable_nested_tensor=False)
+    sd = {}
+    for i, b in enumerate(blocks):
+        pre = f"layers.{i}."
+        sd[pre + "self_attn.in_proj_weight"] = np.concatenate([b[w]["w"].T for w in "qkv"])
+        sd[pre + "self_attn.in_proj_bias"] = np.concatenate([b[w]["b"] for w in "qkv"])
+        sd[pre + "self_attn.out_proj.weight"] = b["o"]["w"].T
+        sd[pre + "self_attn.out_proj.bias"] = b["o"]["b"]
+        for ours, theirs in (("ln1", "norm1"), ("ln2", "norm2")):
+            sd[pre + theirs + ".weight"], sd[pre + theirs + ".bias"] = b[ours]["g"], b[ours]["b"]
+        sd[pre + "linear1.weight"], sd[pre + "linear1.bias"] = b["ff1"]["w"].T, b["ff1"]["b"]
+        sd[pre + "linear2.weight"], sd[pre + "linear2.bias"] = b["ff2"]["w"].T, b["ff2"]["b"]
+    sd["norm.weight"], sd["norm.bias"] = hand["norm"]["g"], hand["norm"]["b"]
+    encoder.load_state_dict({k: torch.from_numpy(np.array(v)) for k, v in sd.items()})
+    with torch.no_grad():
+        pooled = encoder(torch.from_numpy(x)).mean(dim=1).numpy()
+    chex.assert_trees_all_close(pooled @ np.asarray(head["kernel"]) + np.asarray(head["bias"]),
+                                np.asarray(want), rtol=1e-4, atol=1e-4)
