@@ -10,6 +10,7 @@ __version__ = "0.1.0"
 
 from jaxlayers import activations as activations
 from jaxlayers import attention as attention
+from jaxlayers import checkpoint as checkpoint
 from jaxlayers import initializers as initializers
 from jaxlayers import interop as interop
 from jaxlayers import losses as losses
@@ -35,6 +36,9 @@ from jaxlayers._summary import summary as summary
 from jaxlayers.grad_check import GradcheckError as GradcheckError
 from jaxlayers.grad_check import gradcheck as gradcheck
 from jaxlayers.grad_check import gradcheck_layer as gradcheck_layer
+from jaxlayers.checkpoint import CheckpointManager as CheckpointManager
+from jaxlayers.checkpoint import restore as restore
+from jaxlayers.checkpoint import save as save
 from jaxlayers.core import Layer as Layer
 from jaxlayers.core import Masked as Masked
 from jaxlayers.core import count_params as count_params
@@ -134,10 +138,10 @@ __all__ = sorted([
     # cells for a scan of your own
     "Cell", "GRUCell", "LSTMCell", "SimpleRNNCell",
     # types, functions and modules
-    "EarlyStopping", "GradcheckError", "Layer", "Masked", "Summary", "SummaryRow",
-    "activations", "attention", "check_ids", "count_params", "fit", "frozen", "generate", "gradcheck",
+    "CheckpointManager", "EarlyStopping", "GradcheckError", "Layer", "Masked", "Summary",
+    "SummaryRow", "activations", "attention", "check_ids", "checkpoint", "count_params", "fit", "frozen", "generate", "gradcheck",
     "gradcheck_layer", "initializers", "interop", "label_params", "losses", "models",
-    "output_shape", "path_mask", "path_strings", "regularizers", "reset_state", "summary",
+    "output_shape", "path_mask", "path_strings", "regularizers", "reset_state", "restore", "save", "summary",
     "testing",
     "train",
 ])
