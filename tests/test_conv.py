@@ -5,6 +5,7 @@ weights (out, in // groups, *spatial) and transposed-conv weights (in, out, *spa
 Each configuration is jitted once; shapes are tiny and odd on purpose.
 """
 
+import chex
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -108,14 +109,14 @@ def test_conv_matches_torch(n, cin, filters, kernel, strides, padding, dilation,
                     groups=groups)
     x = RNG.normal(size=(2,) + spatial + (cin,)).astype(np.float32)
     params = _params(layer, x.shape)
-    assert params["kernel"].shape == _tuple(kernel, n) + (cin // groups, filters)
+    chex.assert_shape(params["kernel"], _tuple(kernel, n) + (cin // groups, filters))
     y = _apply_jit(layer)(params, x)
     pairs = _torch_pairs(x.shape, padding, kernel, strides, dilation)
     ref = CONV_T[n](_torch_pad(_x_to_torch(x), pairs), _kernel_to_torch(params["kernel"]),
                     torch.from_numpy(np.array(params["bias"])), stride=strides,
                     dilation=dilation, groups=groups)
-    assert y.shape == jl.output_shape(layer, x.shape)
-    np.testing.assert_allclose(y, _y_from_torch(ref), **TOL)
+    chex.assert_shape(y, jl.output_shape(layer, x.shape))
+    chex.assert_trees_all_close(y, _y_from_torch(ref), **TOL)
 
 
 @pytest.mark.filterwarnings("ignore:Using padding='same' with even kernel")
@@ -127,8 +128,8 @@ def test_conv_same_stride_one_matches_torch_padding_same_and_no_bias_key():
     assert set(params) == {"kernel"}
     ref = F.conv2d(_x_to_torch(x), _kernel_to_torch(params["kernel"]), padding="same",
                    dilation=(2, 1))
-    np.testing.assert_allclose(layer.apply(params, {}, x)[0], _y_from_torch(torch.relu(ref)),
-                               **TOL)
+    chex.assert_trees_all_close(layer.apply(params, {}, x)[0], _y_from_torch(torch.relu(ref)),
+                                **TOL)
 
 
 def test_depthwise_and_separable_match_torch_grouped_convs():
@@ -137,10 +138,10 @@ def test_depthwise_and_separable_match_torch_grouped_convs():
     dw = conv.DepthwiseConv2D((3, 2), depth_multiplier=2, strides=2, padding=1,
                               )
     p = _params(dw, x.shape)
-    assert p["kernel"].shape == (3, 2, 1, 6)
+    chex.assert_shape(p["kernel"], (3, 2, 1, 6))
     ref = F.conv2d(xt, _kernel_to_torch(p["kernel"]), torch.from_numpy(np.array(p["bias"])),
                    stride=2, padding=1, groups=3)
-    np.testing.assert_allclose(dw.apply(p, {}, x)[0], _y_from_torch(ref), **TOL)
+    chex.assert_trees_all_close(dw.apply(p, {}, x)[0], _y_from_torch(ref), **TOL)
 
     sep = conv.SeparableConv2D(4, 3, depth_multiplier=2, padding="same", dilation=2,
                                bias_init=jl.initializers.normal(1.0))
@@ -151,7 +152,7 @@ def test_depthwise_and_separable_match_torch_grouped_convs():
                  groups=3)
     ref = F.conv2d(h, _kernel_to_torch(p["pointwise_kernel"]),
                    torch.from_numpy(np.array(p["bias"])))
-    np.testing.assert_allclose(sep.apply(p, {}, x)[0], _y_from_torch(ref), **TOL)
+    chex.assert_trees_all_close(sep.apply(p, {}, x)[0], _y_from_torch(ref), **TOL)
 
     x1 = RNG.normal(size=(2, 9, 2)).astype(np.float32)
     sep1 = conv.SeparableConv1D(3, 3, strides=2, use_bias=False)
@@ -160,7 +161,7 @@ def test_depthwise_and_separable_match_torch_grouped_convs():
                                           "pointwise_kernel": (1, 2, 3)}
     h = F.conv1d(_x_to_torch(x1), _kernel_to_torch(p["depthwise_kernel"]), stride=2, groups=2)
     ref = F.conv1d(h, _kernel_to_torch(p["pointwise_kernel"]))
-    np.testing.assert_allclose(sep1.apply(p, {}, x1)[0], _y_from_torch(ref), **TOL)
+    chex.assert_trees_all_close(sep1.apply(p, {}, x1)[0], _y_from_torch(ref), **TOL)
 
 
 # (n, C_in, filters, kernel, strides, padding, output_padding, dilation, spatial)
@@ -183,14 +184,14 @@ def test_conv_transpose_matches_torch(n, cin, filters, kernel, strides, padding,
                               bias_init=jl.initializers.normal(1.0))
     x = RNG.normal(size=(2,) + spatial + (cin,)).astype(np.float32)
     params = _params(layer, x.shape)
-    assert params["kernel"].shape == _tuple(kernel, n) + (cin, filters)
+    chex.assert_shape(params["kernel"], _tuple(kernel, n) + (cin, filters))
     y = _apply_jit(layer)(params, x)
     ref = CONV_TRANSPOSE_T[n](_x_to_torch(x), _transposed_kernel_to_torch(params["kernel"]),
                               torch.from_numpy(np.array(params["bias"])), stride=strides,
                               padding=0 if padding == "valid" else padding,
                               output_padding=output_padding, dilation=dilation)
-    assert y.shape == jl.output_shape(layer, x.shape)
-    np.testing.assert_allclose(y, _y_from_torch(ref), **TOL)
+    chex.assert_shape(y, jl.output_shape(layer, x.shape))
+    chex.assert_trees_all_close(y, _y_from_torch(ref), **TOL)
 
 
 def test_conv_transpose_explicit_pairs_crop_the_full_output():
@@ -199,8 +200,8 @@ def test_conv_transpose_explicit_pairs_crop_the_full_output():
     params = _params(layer, x.shape)
     full = F.conv_transpose2d(_x_to_torch(x), _transposed_kernel_to_torch(params["kernel"]),
                               stride=2)  # (1, 3, 7, 9)
-    np.testing.assert_allclose(layer.apply(params, {}, x)[0],
-                               _y_from_torch(full[:, :, 0:5, 1:9]), **TOL)
+    chex.assert_trees_all_close(layer.apply(params, {}, x)[0],
+                                _y_from_torch(full[:, :, 0:5, 1:9]), **TOL)
 
 
 @pytest.mark.parametrize("kernel, strides, dilation", [(3, 2, 1), (4, 2, 1), (1, 2, 1),
@@ -212,13 +213,13 @@ def test_conv_transpose_same_is_the_adjoint_of_a_same_conv(kernel, strides, dila
                                  dilation=dilation, use_bias=False)
     params = _params(layer, x.shape)
     y = layer.apply(params, {}, x)[0]
-    assert y.shape == (1, 3 * strides, 4 * strides, 3)
+    chex.assert_shape(y, (1, 3 * strides, 4 * strides, 3))
     forward = conv.Conv2D(2, kernel, strides=strides, padding="same", dilation=dilation,
                           use_bias=False)
     fwd_params = {"kernel": jnp.swapaxes(params["kernel"], -1, -2)}  # (k, k, out=3, in=2)
     z, vjp = jax.vjp(lambda u: forward.apply(fwd_params, {}, u)[0], jnp.zeros(y.shape))
-    assert z.shape == x.shape
-    np.testing.assert_allclose(y, vjp(jnp.asarray(x))[0], **TOL)
+    chex.assert_shape(z, x.shape)
+    chex.assert_trees_all_close(y, vjp(jnp.asarray(x))[0], **TOL)
 
 
 def _torch_grads(fn, x, kernel, weights):
@@ -239,8 +240,8 @@ def test_conv_and_conv_transpose_gradients_match_torch_autograd():
         lambda xt, kt: F.conv2d(xt.permute(0, 3, 1, 2), kt.permute(3, 2, 0, 1), stride=2,
                                 padding=1, dilation=(1, 2), groups=2).permute(0, 2, 3, 1),
         x, np.asarray(params["kernel"]), w)
-    np.testing.assert_allclose(gx, tx, **TOL)
-    np.testing.assert_allclose(gk, tk, rtol=1e-5, atol=1e-4)  # sums of ~100 products
+    chex.assert_trees_all_close(gx, tx, **TOL)
+    chex.assert_trees_all_close(gk, tk, rtol=1e-5, atol=1e-4)  # sums of ~100 products
 
     x = RNG.normal(size=(2, 4, 3, 3)).astype(np.float32)
     layer = conv.Conv2DTranspose(2, (3, 2), strides=(2, 3), padding=1, output_padding=(1, 2),
@@ -254,8 +255,8 @@ def test_conv_and_conv_transpose_gradients_match_torch_autograd():
                                           stride=(2, 3), padding=1,
                                           output_padding=(1, 2)).permute(0, 2, 3, 1),
         x, np.asarray(params["kernel"]), w)
-    np.testing.assert_allclose(gx, tx, **TOL)
-    np.testing.assert_allclose(gk, tk, rtol=1e-5, atol=1e-4)
+    chex.assert_trees_all_close(gx, tx, **TOL)
+    chex.assert_trees_all_close(gk, tk, rtol=1e-5, atol=1e-4)
 
 
 def test_bfloat16_compute_with_float32_params():
@@ -267,7 +268,7 @@ def test_bfloat16_compute_with_float32_params():
     y = layer.apply(params, {}, x)[0]
     assert y.dtype == jnp.bfloat16
     y32 = conv.Conv2D(3, 3, padding="same").apply(params, {}, x)[0]
-    np.testing.assert_allclose(np.asarray(y, np.float32), y32, rtol=0.05, atol=0.1)
+    chex.assert_trees_all_close(np.asarray(y, np.float32), y32, rtol=0.05, atol=0.1)
 
 
 # Bad arguments fail at construction.

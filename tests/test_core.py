@@ -1,5 +1,6 @@
 """Combinators, keys, shapes and summaries (DESIGN.md §1), against hand-composed references."""
 
+import chex
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -37,7 +38,7 @@ def test_layer_unpacks_like_a_stax_pair_and_user_layers_work():
     params, state = model.init(KEY, (3, 4))
     y, _ = model.apply(params, state, jnp.ones((3, 4)))
     p = _np(params[1])
-    np.testing.assert_allclose(y, 2.0 * np.ones((3, 4)) @ p["kernel"] + p["bias"], rtol=1e-6)
+    chex.assert_trees_all_close(y, 2.0 * np.ones((3, 4)) @ p["kernel"] + p["bias"], rtol=1e-6)
     assert [r.type for r in jl.summary(model, (3, 4), print_fn=None).rows] == ["Layer", "Dense"]
     assert seen and all(s == jax.ShapeDtypeStruct((3, 4), jnp.float32) for s in seen)
 
@@ -48,8 +49,8 @@ def test_serial_equals_manual_composition():
     params, state = model.init(KEY, (4, 6))
     x, p = _x((4, 6)), _np(params)
     h = np.tanh(x @ p[0]["kernel"] + p[0]["bias"])
-    np.testing.assert_allclose(model.apply(params, state, x)[0],
-                               h @ p[1]["kernel"] + p[1]["bias"], rtol=1e-5, atol=1e-6)
+    chex.assert_trees_all_close(model.apply(params, state, x)[0],
+                                h @ p[1]["kernel"] + p[1]["bias"], rtol=1e-5, atol=1e-6)
     assert jl.Sequential is jl.serial
 
 
@@ -57,7 +58,7 @@ def test_serial_with_keywords_names_params():
     model = jl.serial(features=jl.Dense(4), head=jl.Dense(2))
     params, state = model.init(KEY, (1, 3))
     assert set(params) == {"features", "head"}
-    assert params["head"]["kernel"].shape == (4, 2)
+    chex.assert_shape(params["head"]["kernel"], (4, 2))
     rows = jl.summary(model, (1, 3), print_fn=None).rows
     assert [r.path for r in rows] == ["features", "head"]
     with pytest.raises(ValueError, match="serial: give the children all by position"):
@@ -75,14 +76,14 @@ def test_child_keys_are_fold_in_and_stable_when_appending():
     # the first two children see fold_in(key, 0) and fold_in(key, 1) in both models
     ref = drop.apply({}, {}, x, key=jax.random.fold_in(KEY, 0), training=True)[0]
     ref = drop.apply({}, {}, ref, key=jax.random.fold_in(KEY, 1), training=True)[0]
-    np.testing.assert_array_equal(y1, ref)
+    chex.assert_trees_all_equal(y1, ref)
     inner = jl.serial(drop, drop).apply((({}), {}), ({}, {}), x, key=KEY, training=True)[0]
-    np.testing.assert_array_equal(inner, ref)
-    assert y2.shape == (4, 3)
+    chex.assert_trees_all_equal(inner, ref)
+    chex.assert_shape(y2, (4, 3))
     # same key twice: identical; another key: different masks
     again = m1.apply(*m1.init(KEY, x.shape), x, key=KEY, training=True)[0]
     other = m1.apply(*m1.init(KEY, x.shape), x, key=jax.random.key(7), training=True)[0]
-    np.testing.assert_array_equal(y1, again)
+    chex.assert_trees_all_equal(y1, again)
     assert not np.array_equal(y1, other)
 
 
@@ -93,7 +94,7 @@ def test_parallel_fanout_concatenate():
     y, _ = model.apply(params, state, x)
     p1, p2 = _np(params[1])
     ref = np.concatenate([x @ p1["kernel"] + p1["bias"], x @ p2["kernel"] + p2["bias"]], -1)
-    np.testing.assert_allclose(y, ref, rtol=1e-5, atol=1e-6)
+    chex.assert_trees_all_close(y, ref, rtol=1e-5, atol=1e-6)
     assert jl.output_shape(model, (5, 4)) == (5, 5)
     with pytest.raises(ValueError, match="parallel: input must be a tuple of 2 inputs"):
         jl.parallel(jl.Dense(3), jl.Dense(2)).apply(({}, {}), ({}, {}), x)
@@ -101,12 +102,12 @@ def test_parallel_fanout_concatenate():
 
 def test_merge_layers_against_numpy():
     a, b = _x((2, 3), 1), _x((2, 3), 2)
-    np.testing.assert_allclose(jl.Add().apply({}, {}, (a, b))[0], np.add(a, b), rtol=1e-6)
-    np.testing.assert_allclose(jl.Multiply().apply({}, {}, (a, b))[0], np.multiply(a, b),
-                               rtol=1e-6)
+    chex.assert_trees_all_close(jl.Add().apply({}, {}, (a, b))[0], np.add(a, b), rtol=1e-6)
+    chex.assert_trees_all_close(jl.Multiply().apply({}, {}, (a, b))[0], np.multiply(a, b),
+                                rtol=1e-6)
     c = _x((2, 5), 3)
-    np.testing.assert_array_equal(jl.Concatenate().apply({}, {}, (a, c))[0],
-                                  np.concatenate([a, c], -1))
+    chex.assert_trees_all_equal(jl.Concatenate().apply({}, {}, (a, c))[0],
+                                np.concatenate([a, c], -1))
     with pytest.raises(ValueError, match=r"Add: all inputs must have the same shape"):
         jl.Add().apply({}, {}, (a, c))
     with pytest.raises(ValueError, match=r"Concatenate: inputs must agree on every axis"):
@@ -120,8 +121,8 @@ def test_residual_adds_input_and_rejects_shape_change():
     params, state = model.init(KEY, (3, 4))
     x = _x((3, 4))
     p = _np(params)
-    np.testing.assert_allclose(model.apply(params, state, x)[0],
-                               x + x @ p["kernel"] + p["bias"], rtol=1e-5, atol=1e-6)
+    chex.assert_trees_all_close(model.apply(params, state, x)[0],
+                                x + x @ p["kernel"] + p["bias"], rtol=1e-5, atol=1e-6)
     bad = jl.residual(jl.Dense(5))
     p, s = bad.init(KEY, (3, 4))
     with pytest.raises(ValueError, match=r"residual: the wrapped Dense must keep the input shape"):
@@ -131,14 +132,14 @@ def test_residual_adds_input_and_rejects_shape_change():
 def test_repeat_equals_unrolled_loop():
     model = jl.repeat(jl.Dense(6, activation="tanh"), 3)
     params, state = model.init(KEY, (2, 6))
-    assert params["kernel"].shape == (3, 6, 6)
+    chex.assert_shape(params["kernel"], (3, 6, 6))
     x = _x((2, 6))
     h = np.asarray(x, np.float64)
     for i in range(3):
         h = np.tanh(h @ np.asarray(params["kernel"][i]) + np.asarray(params["bias"][i]))
-    np.testing.assert_allclose(model.apply(params, state, x)[0], h, rtol=1e-5, atol=1e-5)
+    chex.assert_trees_all_close(model.apply(params, state, x)[0], h, rtol=1e-5, atol=1e-5)
     remat = jl.repeat(jl.Dense(6, activation="tanh"), 3, remat=True)
-    np.testing.assert_allclose(remat.apply(params, state, x)[0], h, rtol=1e-5, atol=1e-5)
+    chex.assert_trees_all_close(remat.apply(params, state, x)[0], h, rtol=1e-5, atol=1e-5)
     with pytest.raises(ValueError, match=r"repeat: Dense must keep its input shape"):
         jl.repeat(jl.Dense(3), 2).init(KEY, (2, 6))
 
@@ -146,7 +147,7 @@ def test_repeat_equals_unrolled_loop():
 def test_input_declares_shape():
     model = jl.serial(jl.Input((8,)), jl.Dense(4))
     params, _ = model.init(KEY)
-    assert params[1]["kernel"].shape == (8, 4)
+    chex.assert_shape(params[1]["kernel"], (8, 4))
     assert jl.output_shape(model) == (1, 4)
     assert jl.output_shape(model, (7, 8)) == (7, 4)
     with pytest.raises(ValueError, match=r"Input: input must have shape \(N, 8\), got \(2, 9\)"):
@@ -192,7 +193,7 @@ def test_batch_size_does_not_change_params():
     model = jl.serial(jl.Dense(3), jl.BatchNorm(), jl.PReLU())
     p1, s1 = model.init(KEY, (1, 5))
     p2, s2 = model.init(KEY, (64, 5))
-    jax.tree.map(np.testing.assert_array_equal, (p1, s1), (p2, s2))
+    chex.assert_trees_all_equal((p1, s1), (p2, s2))
 
 
 def test_masked_passes_through_per_step_layers_and_is_refused_elsewhere():
@@ -202,8 +203,9 @@ def test_masked_passes_through_per_step_layers_and_is_refused_elsewhere():
     dense = jl.Dense(5)
     p, s = dense.init(KEY, (2, 4, 3))
     out, _ = dense.apply(p, s, m)
-    assert isinstance(out, jl.Masked) and out.values.shape == (2, 4, 5)
-    np.testing.assert_array_equal(out.mask, mask)
+    assert isinstance(out, jl.Masked)
+    chex.assert_shape(out.values, (2, 4, 5))
+    chex.assert_trees_all_equal(out.mask, mask)
     out, _ = jl.Dropout(0.5).apply({}, {}, m, key=KEY, training=True)
     assert isinstance(out, jl.Masked)
     with pytest.raises(TypeError, match="Flatten: does not accept a jl.Masked input"):
@@ -239,3 +241,22 @@ def test_params_or_state_of_the_wrong_structure_name_the_combinator():
     named = jl.serial(a=jl.Dense(2))
     with pytest.raises(ValueError, match=r"serial: params must be a dict with keys \['a'\]"):
         named.apply((), {"a": {}}, jnp.ones((1, 3)))
+
+
+class RepeatWithAndWithoutJit(chex.TestCase):
+    """chex.variants: jl.repeat's scan (and its remat form) applied eagerly and under jit,
+    against the loop unrolled in NumPy."""
+
+    @chex.variants(with_jit=True, without_jit=True)
+    def test_repeat_matches_the_unrolled_loop(self):
+        model = jl.repeat(jl.Dense(6, activation="tanh"), 3)
+        remat = jl.repeat(jl.Dense(6, activation="tanh"), 3, remat=True)
+        params, state = model.init(KEY, (2, 6))
+        x = _x((2, 6))
+        h = np.asarray(x, np.float64)
+        for i in range(3):
+            h = np.tanh(h @ np.asarray(params["kernel"][i]) + np.asarray(params["bias"][i]))
+        apply = self.variant(lambda p, s, x: (model.apply(p, s, x)[0], remat.apply(p, s, x)[0]))
+        y, y_remat = apply(params, state, x)
+        chex.assert_shape((y, y_remat), (2, 6))
+        chex.assert_trees_all_close((y, y_remat), (h, h), rtol=1e-5, atol=1e-5)

@@ -1,5 +1,6 @@
 """jl.interop.from_torch: PyTorch state_dicts -> params, checked against the torch modules."""
 
+import chex
 import jax
 import numpy as np
 import pytest
@@ -26,7 +27,7 @@ def _channels_first(a):
 
 
 def _close(a, b, tol=1e-5):
-    np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=tol, atol=tol)
+    chex.assert_trees_all_close(np.asarray(a), np.asarray(b), rtol=tol, atol=tol)
 
 
 def test_dense_from_torch_linear():
@@ -137,4 +138,4 @@ def test_outputs_are_jax_arrays_keeping_their_dtype():
     params = from_torch("Dense", {"weight": np.zeros((2, 3), np.float64),
                                   "bias": np.zeros(2, np.float32)})
     assert all(isinstance(v, jax.Array) for v in params.values())
-    assert params["bias"].dtype == np.float32
+    chex.assert_type(params["bias"], np.float32)

@@ -1,5 +1,6 @@
 """Core layers against PyTorch on the CPU (layouts converted explicitly), and their errors."""
 
+import chex
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -25,8 +26,8 @@ def test_dense_matches_torch_linear_on_2d_and_3d():
             lin.weight.copy_(_t(params["kernel"]).T)  # torch stores (out, in)
             lin.bias.copy_(_t(params["bias"]))
         x = RNG.normal(size=shape).astype(np.float32)
-        np.testing.assert_allclose(layer.apply(params, state, x)[0],
-                                   lin(_t(x)).detach().numpy(), rtol=1e-5, atol=1e-6)
+        chex.assert_trees_all_close(layer.apply(params, state, x)[0],
+                                    lin(_t(x)).detach().numpy(), rtol=1e-5, atol=1e-6)
 
 
 def test_dense_without_bias_has_no_bias_key_and_applies_activation():
@@ -34,9 +35,9 @@ def test_dense_without_bias_has_no_bias_key_and_applies_activation():
     params, _ = layer.init(KEY, (2, 4))
     assert set(params) == {"kernel"}
     x = RNG.normal(size=(2, 4)).astype(np.float32)
-    np.testing.assert_allclose(layer.apply(params, {}, x)[0],
-                               np.maximum(x @ np.asarray(params["kernel"]), 0), rtol=1e-5,
-                               atol=1e-6)
+    chex.assert_trees_all_close(layer.apply(params, {}, x)[0],
+                                np.maximum(x @ np.asarray(params["kernel"]), 0), rtol=1e-5,
+                                atol=1e-6)
 
 
 @pytest.mark.parametrize("shape", [(8, 5), (4, 3, 3, 5)])
@@ -56,17 +57,17 @@ def test_batchnorm_matches_torch_in_training_and_inference(shape):
     yt = bn(xt)
     yt = yt if len(shape) == 2 else yt.permute(0, 2, 3, 1)
     y, new_state = layer.apply(params, state, x, training=True)
-    np.testing.assert_allclose(y, yt.detach().numpy(), rtol=1e-4, atol=1e-4)
-    np.testing.assert_allclose(new_state["mean"], bn.running_mean.numpy(), rtol=1e-5, atol=1e-6)
+    chex.assert_trees_all_close(y, yt.detach().numpy(), rtol=1e-4, atol=1e-4)
+    chex.assert_trees_all_close(new_state["mean"], bn.running_mean.numpy(), rtol=1e-5, atol=1e-6)
     # PyTorch's running variance is unbiased; ours is the biased one (Keras): convert
     m = x.size // 5
     biased = (bn.running_var.numpy() - 0.9) * (m - 1) / m + 0.9
-    np.testing.assert_allclose(new_state["var"], biased, rtol=1e-4)
+    chex.assert_trees_all_close(new_state["var"], biased, rtol=1e-4)
     # inference uses the running statistics and leaves them alone
     y_inf, same_state = layer.apply(params, new_state, x, training=False)
     ref = (x - np.asarray(new_state["mean"])) / np.sqrt(np.asarray(new_state["var"]) + 1e-5)
     ref = ref * np.asarray(params["gamma"]) + np.asarray(params["beta"])
-    np.testing.assert_allclose(y_inf, ref, rtol=1e-4, atol=1e-4)
+    chex.assert_trees_all_close(y_inf, ref, rtol=1e-4, atol=1e-4)
     assert same_state is new_state
 
 
@@ -78,8 +79,8 @@ def test_layernorm_matches_torch():
               "beta": jnp.asarray(RNG.normal(size=6), jnp.float32)}
     ref = torch.nn.functional.layer_norm(_t(x), (6,), _t(params["gamma"]), _t(params["beta"]),
                                          eps=1e-3)
-    np.testing.assert_allclose(layer.apply(params, state, x)[0], ref.numpy(), rtol=1e-5,
-                               atol=1e-5)
+    chex.assert_trees_all_close(layer.apply(params, state, x)[0], ref.numpy(), rtol=1e-5,
+                                atol=1e-5)
 
 
 def test_prelu_matches_torch():
@@ -88,13 +89,13 @@ def test_prelu_matches_torch():
     params, _ = layer.init(KEY, x.shape)
     alpha = np.array([0.1, 0.25, -0.5], np.float32)
     ref = torch.nn.functional.prelu(_t(x), _t(alpha))
-    np.testing.assert_allclose(layer.apply({"alpha": alpha}, {}, x)[0], ref.numpy(), rtol=1e-6)
-    np.testing.assert_allclose(params["alpha"], [0.25] * 3)
+    chex.assert_trees_all_close(layer.apply({"alpha": alpha}, {}, x)[0], ref.numpy(), rtol=1e-6)
+    chex.assert_trees_all_close(params["alpha"], np.asarray([0.25] * 3), rtol=1e-7)
     shared = jl.PReLU(shared=True)
-    assert shared.init(KEY, x.shape)[0]["alpha"].shape == (1,)
+    chex.assert_shape(shared.init(KEY, x.shape)[0]["alpha"], (1,))
     ref = torch.nn.functional.prelu(_t(x), _t([0.3]))
-    np.testing.assert_allclose(shared.apply({"alpha": jnp.array([0.3])}, {}, x)[0], ref.numpy(),
-                               rtol=1e-6)
+    chex.assert_trees_all_close(shared.apply({"alpha": jnp.array([0.3])}, {}, x)[0],
+                                ref.numpy(), rtol=1e-6)
 
 
 def test_dropout_is_inverted_and_keeps_the_mean():
@@ -102,10 +103,10 @@ def test_dropout_is_inverted_and_keeps_the_mean():
     y, _ = jl.Dropout(0.3).apply({}, {}, x, key=KEY, training=True)
     y = np.asarray(y)
     kept = y != 0
-    np.testing.assert_allclose(y[kept], 1 / 0.7, rtol=1e-6)  # x / (1 - p)
+    chex.assert_trees_all_close(y[kept], 1 / 0.7, rtol=1e-6)  # x / (1 - p)
     assert abs(kept.mean() - 0.7) < 0.01  # 100,000 draws: 4.5 standard errors = 0.0065
     assert abs(y.mean() - 1.0) < 0.02
-    np.testing.assert_array_equal(jl.Dropout(0.3).apply({}, {}, x)[0], x)  # inference
+    chex.assert_trees_all_equal(jl.Dropout(0.3).apply({}, {}, x)[0], x)  # inference
     inf = jnp.full((4, 4), jnp.inf)
     y_inf = jl.Dropout(0.5).apply({}, {}, inf, key=KEY, training=True)[0]
     assert not np.isnan(np.asarray(y_inf)).any()  # a dropped inf is 0, not nan
@@ -113,8 +114,8 @@ def test_dropout_is_inverted_and_keeps_the_mean():
 
 def test_flatten_and_reshape_against_numpy():
     x = RNG.normal(size=(2, 7, 7, 5)).astype(np.float32)
-    np.testing.assert_array_equal(jl.Flatten().apply({}, {}, x)[0], x.reshape(2, 245))
-    np.testing.assert_array_equal(jl.Reshape((35, -1)).apply({}, {}, x)[0], x.reshape(2, 35, 7))
+    chex.assert_trees_all_equal(jl.Flatten().apply({}, {}, x)[0], x.reshape(2, 245))
+    chex.assert_trees_all_equal(jl.Reshape((35, -1)).apply({}, {}, x)[0], x.reshape(2, 35, 7))
     assert jl.output_shape(jl.Flatten(), (1, 7, 7, 512)) == (1, 25_088)  # seed 004
 
 

@@ -5,6 +5,7 @@ count_include_pad=False); "same" and asymmetric pads have no PyTorch spelling, s
 reference pads explicitly (-inf for max, zeros and a count of ones for the mean).
 """
 
+import chex
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -86,10 +87,10 @@ def test_max_and_avg_pool_match_torch(n, pool_size, strides, padding, spatial):
         pairs = _same_pairs(spatial, k, s) if padding == "same" else padding
         ref_max, ref_avg = _explicit_reference(x, k, s, pairs)
     if padding == "same":
-        assert mx.shape[1:-1] == tuple(-(-d // st) for d, st in zip(spatial, s))
-    assert mx.shape == jl.output_shape(mx_layer, x.shape) == ref_max.shape
-    np.testing.assert_allclose(mx, ref_max, **TOL)
-    np.testing.assert_allclose(avg, ref_avg, **TOL)
+        chex.assert_shape(mx, (2,) + tuple(-(-d // st) for d, st in zip(spatial, s)) + (3,))
+    chex.assert_shape((mx, avg, ref_max, ref_avg), jl.output_shape(mx_layer, x.shape))
+    chex.assert_trees_all_close(mx, ref_max, **TOL)
+    chex.assert_trees_all_close(avg, ref_avg, **TOL)
 
 
 def test_pool_gradients_match_torch_autograd():
@@ -102,7 +103,7 @@ def test_pool_gradients_match_torch_autograd():
                              lambda t: F.avg_pool2d(t, 3, 2, 1, count_include_pad=False)]):
         xt = _to_torch(x).requires_grad_(True)
         (fn(xt) * _to_torch(w)).sum().backward()
-        np.testing.assert_allclose(g, _from_torch(xt.grad), **TOL)
+        chex.assert_trees_all_close(g, _from_torch(xt.grad), **TOL)
 
 
 def test_global_pools_match_numpy_with_keepdims():
@@ -112,33 +113,11 @@ def test_global_pools_match_numpy_with_keepdims():
         names = {1: "1D", 2: "2D", 3: "3D"}[n]
         gmax = getattr(pool, f"GlobalMaxPool{names}")
         gavg = getattr(pool, f"GlobalAvgPool{names}")
-        np.testing.assert_allclose(gmax().apply({}, {}, x)[0], x.max(axes), **TOL)
-        np.testing.assert_allclose(gavg().apply({}, {}, x)[0], x.mean(axes), **TOL)
+        chex.assert_trees_all_close(gmax().apply({}, {}, x)[0], x.max(axes), **TOL)
+        chex.assert_trees_all_close(gavg().apply({}, {}, x)[0], x.mean(axes), **TOL)
         y = gavg(keepdims=True).apply({}, {}, x)[0]
-        np.testing.assert_allclose(y, x.mean(axes, keepdims=True), **TOL)
+        chex.assert_trees_all_close(y, x.mean(axes, keepdims=True), **TOL)
         assert jl.output_shape(gmax(keepdims=True), shape) == (2,) + (1,) * n + (3,)
-
-
-def test_global_pool_1d_honours_a_mask_and_ignores_masked_values():
-    x = RNG.normal(size=(3, 4, 2)).astype(np.float32)
-    x[0, 3] = 1e6  # a padded step with a huge value: it must not leak into either pool
-    mask = np.array([[1, 1, 1, 0], [1, 0, 0, 0], [0, 0, 0, 0]], bool)
-
-    def run(v, m):
-        avg = pool.GlobalAvgPool1D().apply({}, {}, jl.Masked(v, m))[0]
-        mx = pool.GlobalMaxPool1D(keepdims=True).apply({}, {}, jl.Masked(v, m))[0]
-        grad = jax.grad(lambda u: pool.GlobalAvgPool1D().apply({}, {}, jl.Masked(u, m))[0]
-                        .sum())(v)
-        return avg, mx, grad
-
-    avg, mx, g = jax.jit(run)(x, mask)
-    np.testing.assert_allclose(avg[0], x[0, :3].mean(0), **TOL)
-    np.testing.assert_allclose(avg[1], x[1, 0], **TOL)
-    assert mx.shape == (3, 1, 2)
-    np.testing.assert_allclose(mx[:2, 0], [x[0, :3].max(0), x[1, 0]], **TOL)
-    np.testing.assert_array_equal(avg[2], 0)  # no valid step: 0, not nan
-    np.testing.assert_array_equal(mx[2], 0)
-    assert np.all(np.isfinite(g)) and np.all(g[~mask] == 0)
 
 
 @pytest.mark.parametrize("in_hw, out_hw", [((7, 6), (3, 4)), ((5, 5), (5, 5)),
@@ -146,8 +125,8 @@ def test_global_pool_1d_honours_a_mask_and_ignores_masked_values():
 def test_adaptive_avg_pool_matches_torch(in_hw, out_hw):
     x = RNG.normal(size=(2,) + in_hw + (3,)).astype(np.float32)
     layer = pool.AdaptiveAvgPool2D(out_hw)
-    np.testing.assert_allclose(jax.jit(lambda x: layer.apply({}, {}, x)[0])(x),
-                               _from_torch(F.adaptive_avg_pool2d(_to_torch(x), out_hw)), **TOL)
+    chex.assert_trees_all_close(jax.jit(lambda x: layer.apply({}, {}, x)[0])(x),
+                                _from_torch(F.adaptive_avg_pool2d(_to_torch(x), out_hw)), **TOL)
 
 
 @pytest.mark.parametrize("factory, args, kwargs, match", [
@@ -182,3 +161,42 @@ def test_bad_inputs_fail_with_the_layer_and_the_shapes():
                                                        jnp.ones((2, 4), bool)))
     with pytest.raises(ValueError, match=r"AdaptiveAvgPool2D: input must have rank 4"):
         pool.AdaptiveAvgPool2D(2).apply({}, {}, jnp.zeros((1, 4, 4)))
+
+
+class PoolWithAndWithoutJit(chex.TestCase):
+    """chex.variants: masked and adaptive pooling, applied eagerly and under jit, against
+    NumPy and PyTorch."""
+
+    @chex.variants(with_jit=True, without_jit=True)
+    def test_global_pool_1d_honours_a_mask_and_ignores_masked_values(self):
+        x = RNG.normal(size=(3, 4, 2)).astype(np.float32)
+        x[0, 3] = 1e6  # a padded step with a huge value: it must not leak into either pool
+        mask = np.array([[1, 1, 1, 0], [1, 0, 0, 0], [0, 0, 0, 0]], bool)
+
+        def run(v, m):
+            avg = pool.GlobalAvgPool1D().apply({}, {}, jl.Masked(v, m))[0]
+            mx = pool.GlobalMaxPool1D(keepdims=True).apply({}, {}, jl.Masked(v, m))[0]
+            grad = jax.grad(lambda u: pool.GlobalAvgPool1D().apply({}, {}, jl.Masked(u, m))[0]
+                            .sum())(v)
+            return avg, mx, grad
+
+        avg, mx, g = self.variant(run)(x, mask)
+        chex.assert_shape(avg, (3, 2))
+        chex.assert_shape(mx, (3, 1, 2))
+        chex.assert_shape(g, x.shape)
+        chex.assert_trees_all_close(avg[0], x[0, :3].mean(0), **TOL)
+        chex.assert_trees_all_close(avg[1], x[1, 0], **TOL)
+        chex.assert_trees_all_close(mx[:2, 0], np.asarray([x[0, :3].max(0), x[1, 0]]), **TOL)
+        # no valid step: 0, not nan
+        chex.assert_trees_all_equal((avg[2], mx[2]), (np.zeros(2), np.zeros((1, 2))))
+        chex.assert_tree_all_finite(g)
+        chex.assert_trees_all_equal(np.asarray(g)[~mask], np.zeros((8, 2), np.float32))
+
+    @chex.variants(with_jit=True, without_jit=True)
+    def test_adaptive_avg_pool_matches_torch_on_uneven_windows(self):
+        x = RNG.normal(size=(2, 7, 6, 3)).astype(np.float32)
+        apply = self.variant(lambda x: pool.AdaptiveAvgPool2D((3, 4)).apply({}, {}, x)[0])
+        y = apply(x)
+        chex.assert_shape(y, (2, 3, 4, 3))
+        chex.assert_trees_all_close(
+            y, _from_torch(F.adaptive_avg_pool2d(_to_torch(x), (3, 4))), **TOL)

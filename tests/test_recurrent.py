@@ -1,5 +1,6 @@
 """SimpleRNN, LSTM, GRU, their cells and Bidirectional: PyTorch parity, seeds, masks, errors."""
 
+import chex
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -40,11 +41,12 @@ def _grads(module, zero_bias_hh):
 
 
 def _close(a, b, tol=1e-5):
-    np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=tol, atol=tol)
+    chex.assert_trees_all_close(np.asarray(a), np.asarray(b), rtol=tol, atol=tol)
 
 
 def _tree_close(a, b, tol=1e-5):
-    jax.tree.map(lambda u, v: _close(u, v, tol), a, b)
+    """The same tree structure, and every pair of leaves close."""
+    chex.assert_trees_all_close(a, b, rtol=tol, atol=tol)
 
 
 def _apply(layer, params, x, **kw):
@@ -160,7 +162,8 @@ def test_padded_batch_equals_each_sequence_run_alone(kind):
     for i, n in enumerate(lengths):
         y_i, *states_i = _apply(layer, params, x[i:i + 1, :n])
         _close(y[i, :n], y_i[0])
-        assert not np.any(np.asarray(y[i, n:]))  # padded steps output zeros
+        # padded steps output zeros
+        chex.assert_trees_all_equal(y[i, n:], np.zeros((4 - n, y.shape[-1]), np.float32))
         for s, s_i in zip(states, states_i):
             _close(s[i], s_i[0])
     mask = np.arange(4)[None, :] < lengths[:, None]
@@ -169,7 +172,7 @@ def test_padded_batch_equals_each_sequence_run_alone(kind):
     _tree_close(by_mask, (y, *states), 0)
     assert isinstance(by_masked[0], Masked)  # the mask travels on with the sequence
     _close(by_masked[0].values, y, 0)
-    np.testing.assert_array_equal(by_masked[0].mask, mask)
+    chex.assert_trees_all_equal(by_masked[0].mask, mask)
 
 
 def test_go_backwards_reads_in_reverse_and_returns_outputs_in_reading_order():
@@ -184,8 +187,8 @@ def test_go_backwards_reads_in_reverse_and_returns_outputs_in_reading_order():
     y_alone, h_alone, _ = _apply(fwd, params, x[1:, :2][:, ::-1])
     _close(h[1], h_alone[0])
     _close(y.values[1, 2:], y_alone[0])
-    assert not np.any(np.asarray(y.values[1, :2]))
-    np.testing.assert_array_equal(y.mask[1], [False, False, True, True])
+    chex.assert_trees_all_equal(y.values[1, :2], np.zeros((2, H), np.float32))
+    chex.assert_trees_all_equal(y.mask[1], np.asarray([False, False, True, True]))
 
 
 def test_return_state_and_initial_state_shapes():
@@ -194,7 +197,8 @@ def test_return_state_and_initial_state_shapes():
                             (LSTM(H, return_state=True), 2)]:
         params, _ = layer.init(KEY, x.shape)
         y, *states = _apply(layer, params, x)
-        assert len(states) == n_states and y.shape == (2, H)
+        assert len(states) == n_states
+        chex.assert_shape([y, *states], (2, H))
         _close(y, states[0], 0)  # the output is the last h
         init = tuple(jnp.full((2, H), 0.5) for _ in range(n_states))
         assert not np.allclose(_apply(layer, params, x, initial_state=init)[0], y)
@@ -211,8 +215,8 @@ def test_dropout_masks_are_one_per_sequence_reused_at_every_step_and_follow_the_
     run = jax.jit(lambda k: _apply(layer, params, x, key=k, training=True))
     y1, y1_again, y2 = run(jax.random.key(1)), run(jax.random.key(1)), run(jax.random.key(2))
     assert set(np.unique(np.asarray(y1))) <= {0.0, 2.0}
-    np.testing.assert_array_equal(y1, jnp.broadcast_to(y1[:, :1], y1.shape))  # same at every t
-    np.testing.assert_array_equal(y1, y1_again)
+    chex.assert_trees_all_equal(y1, jnp.broadcast_to(y1[:, :1], y1.shape))  # same at every t
+    chex.assert_trees_all_equal(y1, y1_again)
     assert not np.array_equal(y1, y2)
     _close(_apply(layer, params, x), x, 0)  # inference: no dropout
     with pytest.raises(ValueError, match="SimpleRNN: training=True needs a PRNG key"):
@@ -345,7 +349,8 @@ def test_seed003_q17_rnn_worked_example_third_value_0855_is_a_seed_slip_for_0856
               "bias": jnp.array([0.0])}
     h = np.asarray(_apply(layer, params, jnp.array([[[2.0], [3.0], [1.0]]])))[0, :, 0]
     _close(h, [0.761594, 0.970987, 0.855627], 2e-6)
-    np.testing.assert_allclose(h, [0.762, 0.971, 0.855], atol=2e-3)  # as printed
+    # as printed
+    chex.assert_trees_all_close(h, np.asarray([0.762, 0.971, 0.855]), atol=2e-3, rtol=1e-7)
     assert round(float(h[2]), 3) == 0.856  # the seed's 0.855 is a rounding slip
 
 
@@ -363,7 +368,8 @@ def test_seed_parameter_counts():
         assert _count(GRU(hidden, use_bias=False), d) == 3 * hidden * (hidden + d)
         assert _count(GRU(hidden, reset_after=True), d) == 3 * hidden * (hidden + d + 2)
     params, _ = LSTM(3).init(KEY, (1, 2, 2))
-    np.testing.assert_array_equal(params["bias"], [0, 0, 0, 1, 1, 1, 0, 0, 0, 0, 0, 0])
+    chex.assert_trees_all_equal(params["bias"],
+                                np.asarray([0, 0, 0, 1, 1, 1, 0, 0, 0, 0, 0, 0], np.float32))
 
 
 def _grad_norm_by_step(layer, x):
@@ -461,4 +467,4 @@ def test_lengths_under_jit_are_not_checked_and_act_as_clipped():
     x = jnp.asarray(_rng(12).normal(size=(2, T, D)), jnp.float32)
     run = jax.jit(lambda lengths: _apply(layer, params, x, lengths=lengths))
     _tree_close(run(jnp.asarray([9, -3])), run(jnp.asarray([T, 0])), 0)
-    _close(run(jnp.asarray([9, -3]))[0][1], 0, 0)  # no valid step: the initial state
+    _close(run(jnp.asarray([9, -3]))[0][1], np.zeros(H), 0)  # no valid step: the initial state

@@ -1,5 +1,6 @@
 """jaxlayers.regularizers: penalties over kernels only, against a hand NumPy sum."""
 
+import chex
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -31,27 +32,28 @@ def test_l1_l2_l1l2_match_numpy(params):
     ks = _kernels_by_hand(params)
     s1 = sum(np.abs(k).sum() for k in ks)
     s2 = sum((k ** 2).sum() for k in ks)
-    np.testing.assert_allclose(R.l1(0.01)(params), 0.01 * s1, rtol=1e-6)
-    np.testing.assert_allclose(R.l2(0.01)(params), 0.01 * s2, rtol=1e-6)  # no ½
-    np.testing.assert_allclose(R.l1_l2(l1=0.01, l2=0.1)(params), 0.01 * s1 + 0.1 * s2,
-                               rtol=1e-6)
+    chex.assert_trees_all_close(R.l1(0.01)(params), 0.01 * s1, rtol=1e-6)
+    chex.assert_trees_all_close(R.l2(0.01)(params), 0.01 * s2, rtol=1e-6)  # no ½
+    chex.assert_trees_all_close(R.l1_l2(l1=0.01, l2=0.1)(params), 0.01 * s1 + 0.1 * s2,
+                                rtol=1e-6)
     everything = sum((np.asarray(w, np.float64) ** 2).sum() for w in jax.tree.leaves(params))
     assert abs(float(R.l2(1.0)(params)) - everything) > 1e-3  # bias/gamma/beta excluded
 
 
 def test_gradient_is_on_kernels_only(params):
     g = jax.jit(jax.grad(R.l2(0.5)))(params)
-    np.testing.assert_allclose(g[0]["kernel"], 2 * 0.5 * params[0]["kernel"], rtol=1e-6)
-    np.testing.assert_allclose(g[2]["kernel"], 2 * 0.5 * params[2]["kernel"], rtol=1e-6)
+    chex.assert_trees_all_close(g[0]["kernel"], 2 * 0.5 * params[0]["kernel"], rtol=1e-6)
+    chex.assert_trees_all_close(g[2]["kernel"], 2 * 0.5 * params[2]["kernel"], rtol=1e-6)
     for w in (g[0]["bias"], g[1]["gamma"], g[1]["beta"], g[2]["bias"]):
-        np.testing.assert_array_equal(w, 0.0)
+        chex.assert_trees_all_equal(w, np.zeros(w.shape, np.float32))
 
 
 def test_no_kernels_and_low_precision():
     assert float(R.l2(1.0)({"bias": jnp.ones(3)})) == 0.0
     w = jnp.full((4, 4), 3.0, jnp.bfloat16)
     got = R.l2(1.0)({"kernel": w})
-    assert got.dtype == jnp.float32 and float(got) == 144.0
+    chex.assert_type(got, jnp.float32)
+    assert float(got) == 144.0
 
 
 def test_is_kernel():

@@ -4,6 +4,7 @@ References: torch.nn.functional.interpolate (align_corners=False: half-pixel cen
 Keras and jax.image.resize) and local_response_norm on the CPU; NumPy for the borders.
 """
 
+import chex
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -28,8 +29,9 @@ def _from_torch(y):
     return y.permute(0, *range(2, n + 2), 1).detach().numpy()
 
 
-def _run(layer, x):
-    return jax.jit(lambda x: layer.apply({}, {}, x)[0])(x)
+def _run(layer, x, variant=jax.jit):
+    """layer.apply(x) under `variant`: jax.jit, or a chex variant (with or without jit)."""
+    return variant(lambda x: layer.apply({}, {}, x)[0])(x)
 
 
 @pytest.mark.parametrize("layer, shape, mode, scale", [
@@ -46,8 +48,8 @@ def test_upsampling_matches_torch_interpolate(layer, shape, mode, scale):
     kw = {} if mode == "nearest" else dict(align_corners=False)
     ref = F.interpolate(_to_torch(x), scale_factor=scale, mode=mode, **kw)
     y = _run(layer, x)
-    assert y.shape == jl.output_shape(layer, shape)
-    np.testing.assert_allclose(y, _from_torch(ref), **TOL)
+    chex.assert_shape(y, jl.output_shape(layer, shape))
+    chex.assert_trees_all_close(y, _from_torch(ref), **TOL)
 
 
 @pytest.mark.parametrize("size, method, antialias, torch_mode", [
@@ -61,7 +63,7 @@ def test_resize_matches_torch_interpolate(size, method, antialias, torch_mode):
     kw = {} if torch_mode == "nearest-exact" else dict(align_corners=False, antialias=antialias)
     ref = F.interpolate(_to_torch(x), size=size, mode=torch_mode, **kw)
     y = _run(resample.Resize(*size, method=method, antialias=antialias), x)
-    np.testing.assert_allclose(y, _from_torch(ref), **TOL)
+    chex.assert_trees_all_close(y, _from_torch(ref), **TOL)
 
 
 def test_zero_padding_and_cropping_take_keras_forms_and_invert_each_other():
@@ -69,16 +71,16 @@ def test_zero_padding_and_cropping_take_keras_forms_and_invert_each_other():
     for arg, pairs in [(1, ((1, 1), (1, 1))), ((2, 1), ((2, 2), (1, 1))),
                        (((0, 1), (2, 3)), ((0, 1), (2, 3)))]:
         padded = resample.ZeroPadding2D(arg).apply({}, {}, x)[0]
-        np.testing.assert_array_equal(padded, np.pad(x, ((0, 0),) + pairs + ((0, 0),)))
+        chex.assert_trees_all_equal(padded, np.pad(x, ((0, 0),) + pairs + ((0, 0),)))
         back = resample.Cropping2D(arg).apply({}, {}, padded)[0]
-        np.testing.assert_array_equal(back, x)
+        chex.assert_trees_all_equal(back, x)
     x1 = RNG.normal(size=(2, 6, 2)).astype(np.float32)
-    np.testing.assert_array_equal(resample.ZeroPadding1D((1, 2)).apply({}, {}, x1)[0],
-                                  np.pad(x1, ((0, 0), (1, 2), (0, 0))))
-    np.testing.assert_array_equal(resample.Cropping1D((1, 2)).apply({}, {}, x1)[0], x1[:, 1:4])
+    chex.assert_trees_all_equal(resample.ZeroPadding1D((1, 2)).apply({}, {}, x1)[0],
+                                np.pad(x1, ((0, 0), (1, 2), (0, 0))))
+    chex.assert_trees_all_equal(resample.Cropping1D((1, 2)).apply({}, {}, x1)[0], x1[:, 1:4])
     x3 = RNG.normal(size=(1, 3, 4, 5, 2)).astype(np.float32)
-    np.testing.assert_array_equal(resample.Cropping3D((1, (0, 2), 2)).apply({}, {}, x3)[0],
-                                  x3[:, 1:2, 0:2, 2:3])
+    chex.assert_trees_all_equal(resample.Cropping3D((1, (0, 2), 2)).apply({}, {}, x3)[0],
+                                x3[:, 1:2, 0:2, 2:3])
     assert jl.output_shape(resample.ZeroPadding3D(), x3.shape) == (1, 5, 6, 7, 2)
 
 
@@ -91,7 +93,7 @@ def test_cross_channel_normalization_matches_torch_local_response_norm(shape, si
     x = (RNG.normal(size=shape) * 10).astype(np.float32)
     layer = lrn.CrossChannelNormalization(size, alpha=alpha, beta=beta, k=k)
     ref = F.local_response_norm(_to_torch(x), size, alpha=alpha, beta=beta, k=k)
-    np.testing.assert_allclose(_run(layer, x), _from_torch(ref), **TOL)
+    chex.assert_trees_all_close(_run(layer, x), _from_torch(ref), **TOL)
 
 
 def test_spatial_dropout_drops_whole_channels_and_rescales():
@@ -100,10 +102,11 @@ def test_spatial_dropout_drops_whole_channels_and_rescales():
     drop = jax.jit(lambda x, k: layer.apply({}, {}, x, key=k, training=True)[0])
     y = np.asarray(drop(x, jax.random.key(1)))
     per_channel = y.reshape(4, 15, 16)
-    assert np.all(per_channel == per_channel[:, :1])  # one decision per (example, channel)
+    # one decision per (example, channel)
+    chex.assert_trees_all_equal(per_channel, np.broadcast_to(per_channel[:, :1], (4, 15, 16)))
     assert set(np.unique(y)) <= {0.0, 2.0} and 0 < (y == 0).mean() < 1
     assert not np.array_equal(y, drop(x, jax.random.key(2)))
-    np.testing.assert_array_equal(drop(x, jax.random.key(1)), y)  # same key, same mask
+    chex.assert_trees_all_equal(drop(x, jax.random.key(1)), y)  # same key, same mask
     assert layer.apply({}, {}, x)[0] is x  # inference: identity
     with pytest.raises(ValueError, match=r"SpatialDropout2D: training=True needs a PRNG key"):
         layer.apply({}, {}, x, training=True)
@@ -117,8 +120,10 @@ def test_spatial_dropout_1d_passes_a_mask_on():
     out = jax.jit(lambda m: layer.apply({}, {}, m, key=jax.random.key(0), training=True)[0])(
         jl.Masked(v, mask))
     assert isinstance(out, jl.Masked)
-    np.testing.assert_array_equal(out.mask, mask)
-    assert np.all(np.asarray(out.values) == np.asarray(out.values)[:, :1])
+    chex.assert_trees_all_equal(out.mask, mask)
+    values = np.asarray(out.values)
+    chex.assert_shape(values, (2, 6, 8))
+    chex.assert_trees_all_equal(values, np.broadcast_to(values[:, :1], values.shape))
 
 
 @pytest.mark.parametrize("factory, args, kwargs, exc, match", [
@@ -155,3 +160,29 @@ def test_bad_inputs_fail_with_the_layer_and_the_shapes():
     with pytest.raises(TypeError, match=r"SpatialDropout2D: does not accept a jl.Masked"):
         spatial_dropout.SpatialDropout2D(0.1).apply(
             {}, {}, jl.Masked(jnp.zeros((2, 5, 5, 3)), jnp.ones((2, 5), bool)))
+
+
+class ResampleWithAndWithoutJit(chex.TestCase):
+    """chex.variants: `_run` under jit and eagerly, on one case of each PyTorch reference
+    (the parametrized tests above run under jit only)."""
+
+    @chex.variants(with_jit=True, without_jit=True)
+    def test_interpolation_and_local_response_norm_match_torch(self):
+        rng = np.random.default_rng(3)  # the same draws for both variants
+        x = rng.normal(size=(2, 5, 4, 2)).astype(np.float32)
+        up = _run(resample.UpSampling2D((3, 2), interpolation="bilinear"), x, self.variant)
+        ref = F.interpolate(_to_torch(x), scale_factor=(3, 2), mode="bilinear",
+                            align_corners=False)
+        chex.assert_shape(up, (2, 15, 8, 2))
+        chex.assert_trees_all_close(up, _from_torch(ref), **TOL)
+        resized = _run(resample.Resize(3, 7, antialias=True), x, self.variant)
+        ref = F.interpolate(_to_torch(x), size=(3, 7), mode="bilinear", align_corners=False,
+                            antialias=True)
+        chex.assert_shape(resized, (2, 3, 7, 2))
+        chex.assert_trees_all_close(resized, _from_torch(ref), **TOL)
+        x = (rng.normal(size=(2, 3, 4, 7)) * 10).astype(np.float32)
+        normed = _run(lrn.CrossChannelNormalization(5, alpha=1e-4, beta=0.75, k=2.0), x,
+                      self.variant)
+        ref = F.local_response_norm(_to_torch(x), 5, alpha=1e-4, beta=0.75, k=2.0)
+        chex.assert_shape(normed, x.shape)
+        chex.assert_trees_all_close(normed, _from_torch(ref), **TOL)

@@ -5,6 +5,7 @@ test names); where a seed prints a wrong value the test says so in its name and 
 the right one. Convolution is cross-correlation (no kernel flip), channels-last, HWIO.
 """
 
+import chex
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -41,28 +42,30 @@ X_002 = [[1, 3, -1, 0], [2, -2, 0, 5], [4, 1, -1, 3], [-3, 0, 1, 2]]
 
 def test_002_e1_e3_convolution_then_relu():
     k = [[1, 0], [2, -1]]
-    np.testing.assert_array_equal(_conv2d(X_002, k), [[7, -1, -6], [9, 1, -5], [-2, 0, -1]])
-    np.testing.assert_array_equal(_conv2d(X_002, k, activation="relu"),
-                                  [[7, 0, 0], [9, 1, 0], [0, 0, 0]])
+    chex.assert_trees_all_equal(_conv2d(X_002, k),
+                                np.asarray([[7, -1, -6], [9, 1, -5], [-2, 0, -1]]))
+    chex.assert_trees_all_equal(_conv2d(X_002, k, activation="relu"),
+                                np.asarray([[7, 0, 0], [9, 1, 0], [0, 0, 0]]))
     # a flipped kernel (true convolution) would give [[3, -5, 6], ...]: not what the seed does
     assert _conv2d(X_002, np.flip(k))[0, 0] == 3
 
 
 def test_002_e4_max_pooling_of_the_input_not_the_relu_map():
-    np.testing.assert_array_equal(_pool2d(pool.MaxPool2D(2), X_002), [[3, 5], [4, 3]])
+    chex.assert_trees_all_equal(_pool2d(pool.MaxPool2D(2), X_002), np.asarray([[3, 5], [4, 3]]))
 
 
 def test_003_q13_e1_conv1d_is_cross_correlation():
     layer = conv.Conv1D(1, 3, use_bias=False)
     y = layer.apply({"kernel": jnp.asarray([1.0, 0.0, -1.0])[:, None, None]}, {},
                     jnp.arange(1.0, 6.0)[None, :, None])[0]
-    np.testing.assert_array_equal(y.ravel(), [-2, -2, -2])  # np.convolve (flipped): [2, 2, 2]
+    # np.convolve (flipped) gives [2, 2, 2]
+    chex.assert_trees_all_equal(y.ravel(), np.asarray([-2, -2, -2]))
 
 
 def test_003_q13_e2_horizontal_edge_detector_on_1_to_25():
     image = np.arange(1, 26).reshape(5, 5)
-    np.testing.assert_array_equal(_conv2d(image, [[-1, -1, -1], [0, 0, 0], [1, 1, 1]]),
-                                  np.full((3, 3), 30))  # flipped: -30
+    chex.assert_trees_all_equal(_conv2d(image, [[-1, -1, -1], [0, 0, 0], [1, 1, 1]]),
+                                np.full((3, 3), 30))  # flipped: -30
 
 
 def test_003_q13_e3_sobel_x_seed_error_printed_3x5_map_is_wrong():
@@ -70,25 +73,28 @@ def test_003_q13_e3_sobel_x_seed_error_printed_3x5_map_is_wrong():
     a step edge gives two +4 columns; "same" zero padding gives the 3x6 map below."""
     rows = np.tile([0, 0, 0, 1, 1, 1], (3, 1))
     sobel_x = [[-1, 0, 1], [-2, 0, 2], [-1, 0, 1]]
-    np.testing.assert_array_equal(_conv2d(rows, sobel_x), [[0, 4, 4, 0]])
-    np.testing.assert_array_equal(_conv2d(rows, sobel_x, padding="same"),
-                                  [[0, 0, 3, 3, 0, -3], [0, 0, 4, 4, 0, -4],
-                                   [0, 0, 3, 3, 0, -3]])
+    chex.assert_trees_all_equal(_conv2d(rows, sobel_x), np.asarray([[0, 4, 4, 0]]))
+    chex.assert_trees_all_equal(_conv2d(rows, sobel_x, padding="same"),
+                                np.asarray([[0, 0, 3, 3, 0, -3], [0, 0, 4, 4, 0, -4],
+                                            [0, 0, 3, 3, 0, -3]]))
 
 
 def test_003_q13_e4_box_blur():
     window = np.arange(10, 100, 10).reshape(3, 3)
-    np.testing.assert_allclose(_conv2d(window, np.full((3, 3), 1 / 9)), [[50]], rtol=1e-6)
+    chex.assert_trees_all_close(_conv2d(window, np.full((3, 3), 1 / 9)), np.asarray([[50]]),
+                                rtol=1e-6)
 
 
 X_003 = [[1, 3, 2, 4], [5, 6, 1, 2], [1, 2, 3, 4], [0, 1, 7, 8]]
 
 
 def test_003_q13_e6_e7_e8_max_average_and_global_average_pooling():
-    np.testing.assert_array_equal(_pool2d(pool.MaxPool2D(2, 2), X_003), [[6, 4], [2, 8]])
-    np.testing.assert_allclose(_pool2d(pool.AvgPool2D(2, 2), X_003), [[3.75, 2.25], [1.0, 5.5]])
+    chex.assert_trees_all_equal(_pool2d(pool.MaxPool2D(2, 2), X_003),
+                                np.asarray([[6, 4], [2, 8]]))
+    chex.assert_trees_all_close(_pool2d(pool.AvgPool2D(2, 2), X_003),
+                                np.asarray([[3.75, 2.25], [1.0, 5.5]]), rtol=1e-7)
     y = pool.GlobalAvgPool2D().apply({}, {}, jnp.arange(1.0, 10.0).reshape(1, 3, 3, 1))[0]
-    np.testing.assert_allclose(y, [[5.0]])
+    chex.assert_trees_all_close(y, np.asarray([[5.0]]), rtol=1e-7)
 
 
 @pytest.mark.parametrize("size, k, s, p, out", [(32, 5, 1, 0, 28), (32, 5, 1, 2, 32),
@@ -110,9 +116,9 @@ def test_003_q13_e12_pooling_small_shift_invariance_and_the_true_shift_counterex
     """The seed's "shifted" image swaps 9 and 1 inside one window, so pooling cannot tell;
     a real one-pixel right shift moves the 1 into the next window and changes the output."""
     mp = pool.MaxPool2D(2, 2)
-    np.testing.assert_array_equal(_pool2d(mp, [[9, 1, 0, 0], [1, 1, 0, 0]]), [[9, 0]])
-    np.testing.assert_array_equal(_pool2d(mp, [[1, 9, 0, 0], [1, 1, 0, 0]]), [[9, 0]])
-    np.testing.assert_array_equal(_pool2d(mp, [[0, 9, 1, 0], [0, 1, 1, 0]]), [[9, 1]])
+    chex.assert_trees_all_equal(_pool2d(mp, [[9, 1, 0, 0], [1, 1, 0, 0]]), np.asarray([[9, 0]]))
+    chex.assert_trees_all_equal(_pool2d(mp, [[1, 9, 0, 0], [1, 1, 0, 0]]), np.asarray([[9, 0]]))
+    chex.assert_trees_all_equal(_pool2d(mp, [[0, 9, 1, 0], [0, 1, 1, 0]]), np.asarray([[9, 1]]))
 
 
 def test_003_q13_conv_is_translation_equivariant():
@@ -123,8 +129,8 @@ def test_003_q13_conv_is_translation_equivariant():
     x[0, 2:6, 2:6] = np.random.default_rng(1).normal(size=(4, 4, 2))  # away from the border
     run = jax.jit(lambda x: layer.apply(params, {}, x)[0])
     shift = (1, 2)
-    np.testing.assert_allclose(run(np.roll(x, shift, axis=(1, 2))),
-                               np.roll(run(x), shift, axis=(1, 2)), rtol=1e-6, atol=1e-6)
+    chex.assert_trees_all_close(run(np.roll(x, shift, axis=(1, 2))),
+                                np.roll(run(x), shift, axis=(1, 2)), rtol=1e-6, atol=1e-6)
 
 
 def test_003_q14_e1_multichannel_conv_output_and_multiplications_per_pixel():
@@ -198,8 +204,9 @@ def test_003_q16_e2_transposed_conv_4x4_to_8x8_needs_same():
 
 def test_004_s2_e2_binary_image_first_output_is_4():
     image = [[1, 1, 1, 0, 0], [0, 1, 1, 1, 0], [0, 0, 1, 1, 1], [0, 0, 1, 1, 0], [0, 1, 1, 0, 0]]
-    np.testing.assert_array_equal(_conv2d(image, [[1, 0, 1], [0, 1, 0], [1, 0, 1]]),
-                                  [[4, 3, 4], [2, 4, 3], [2, 3, 4]])  # the seed prints the 4
+    # the seed prints the 4
+    chex.assert_trees_all_equal(_conv2d(image, [[1, 0, 1], [0, 1, 0], [1, 0, 1]]),
+                                np.asarray([[4, 3, 4], [2, 4, 3], [2, 3, 4]]))
 
 
 def test_004_s2_e3_rgb_convolution_with_bias_gives_minus_25():
@@ -213,7 +220,7 @@ def test_004_s2_e3_rgb_convolution_with_bias_gives_minus_25():
     kernel = jnp.asarray(np.stack([k1, k2, k3], axis=-1), jnp.float32)  # (3, 3, C=3)
     per_channel = conv.Conv2D(3, 3, padding=1, groups=3, use_bias=False)  # one filter each
     y = per_channel.apply({"kernel": kernel[:, :, None, :]}, {}, corner)[0]
-    np.testing.assert_array_equal(y[0, 0, 0], [308, -498, 164])
+    chex.assert_trees_all_equal(y[0, 0, 0], np.asarray([308, -498, 164]))
     full = conv.Conv2D(1, 3, padding=1)
     y = full.apply({"kernel": kernel[:, :, :, None], "bias": jnp.ones((1,))}, {}, corner)[0]
     assert y[0, 0, 0, 0] == 308 - 498 + 164 + 1 == -25
@@ -221,8 +228,8 @@ def test_004_s2_e3_rgb_convolution_with_bias_gives_minus_25():
 
 def test_004_s2_e4_max_and_average_pooling():
     x = [[1, 2, 2, 1], [4, 9, 1, 0], [1, 5, 2, 3], [4, 6, 1, 2]]
-    np.testing.assert_array_equal(_pool2d(pool.MaxPool2D(2), x), [[9, 2], [6, 3]])
-    np.testing.assert_array_equal(_pool2d(pool.AvgPool2D(2), x), [[4, 1], [4, 2]])
+    chex.assert_trees_all_equal(_pool2d(pool.MaxPool2D(2), x), np.asarray([[9, 2], [6, 3]]))
+    chex.assert_trees_all_equal(_pool2d(pool.AvgPool2D(2), x), np.asarray([[4, 1], [4, 2]]))
 
 
 def test_004_s2_e5_global_average_pooling_and_flatten_sizes():

@@ -2,6 +2,7 @@
 
 import functools
 
+import chex
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -76,7 +77,7 @@ def test_train_step_matches_hand_written_optax_step_and_reduces_loss():
         *b, loss_b = hand(*b, x, y, None)
         assert float(loss_a) == float(loss_b)  # the same XLA program: bit for bit
         losses.append(float(loss_a))
-    jax.tree.map(np.testing.assert_array_equal, _np(a), _np(b))
+    chex.assert_trees_all_equal(_np(a), _np(b))
     assert np.mean(losses[-5:]) < 0.5 * np.mean(losses[:5])
 
 
@@ -91,14 +92,20 @@ def test_train_step_donates_its_inputs_unless_told_not_to():
     assert params["kernel"].is_deleted()
 
 
-def test_train_step_without_jit_is_the_plain_function():
-    params, state = _init(LINEAR)
-    opt = optax.sgd(0.1)
-    step = jax.jit(train.make_train_step(LINEAR, XENT, opt, jit=False))  # nests in a jit
-    jitted = train.make_train_step(LINEAR, XENT, opt, donate=False)
-    out = step(params, state, opt.init(params), X[:8], Y[:8], None)
-    ref = jitted(params, state, opt.init(params), X[:8], Y[:8], None)
-    jax.tree.map(functools.partial(np.testing.assert_allclose, rtol=1e-6), _np(out), _np(ref))
+class TrainStepWithAndWithoutJit(chex.TestCase):
+    """chex.variants: make_train_step(jit=False) is the plain step function: nested in a
+    jax.jit, and called eagerly, it gives what the jitted step gives."""
+
+    @chex.variants(with_jit=True, without_jit=True)
+    def test_train_step_without_jit_is_the_plain_function(self):
+        params, state = _init(LINEAR)
+        opt = optax.sgd(0.1)
+        step = self.variant(train.make_train_step(LINEAR, XENT, opt, jit=False))
+        jitted = train.make_train_step(LINEAR, XENT, opt, donate=False)
+        out = step(params, state, opt.init(params), X[:8], Y[:8], None)
+        ref = jitted(params, state, opt.init(params), X[:8], Y[:8], None)
+        chex.assert_trees_all_equal_shapes_and_dtypes(out, ref)
+        chex.assert_trees_all_close(_np(out), _np(ref), rtol=1e-6)
 
 
 def test_train_step_updates_batchnorm_state():
@@ -108,8 +115,8 @@ def test_train_step_updates_batchnorm_state():
     step = train.make_train_step(model, XENT, opt, donate=False)
     _, new_state, _, _ = step(params, state, opt.init(params), X[:8], Y[:8], None)
     h = X[:8] @ np.asarray(params[0]["kernel"]) + np.asarray(params[0]["bias"])
-    np.testing.assert_allclose(new_state[1]["mean"], 0.1 * h.mean(0), rtol=1e-5, atol=1e-6)
-    np.testing.assert_allclose(new_state[1]["var"], 0.9 + 0.1 * h.var(0), rtol=1e-5)
+    chex.assert_trees_all_close(new_state[1]["mean"], 0.1 * h.mean(0), rtol=1e-5, atol=1e-6)
+    chex.assert_trees_all_close(new_state[1]["var"], 0.9 + 0.1 * h.var(0), rtol=1e-5)
 
 
 def test_train_step_uses_the_key_for_dropout():
@@ -136,12 +143,12 @@ def test_penalty_adds_lambda_sum_of_squared_kernels():
     p1, *_, loss1 = reg(params, state, opt.init(params), X[:8], Y[:8], None)
     k = [np.asarray(params[i]["kernel"], np.float64) for i in (0, 1)]
     by_hand = lam * sum((w ** 2).sum() for w in k)  # λΣw², no ½, biases left out
-    np.testing.assert_allclose(float(loss1) - float(loss0), by_hand, rtol=1e-5)
+    chex.assert_trees_all_close(float(loss1) - float(loss0), by_hand, rtol=1e-5)
     # the gradient of λΣw² is 2λw: SGD moves each kernel by a further -lr·2λ·w, biases not
     for i in (0, 1):
-        np.testing.assert_allclose(np.asarray(p1[i]["kernel"]) - np.asarray(p0[i]["kernel"]),
-                                   -0.1 * 2 * lam * k[i], rtol=1e-4, atol=1e-7)
-        np.testing.assert_allclose(p1[i]["bias"], p0[i]["bias"], rtol=1e-6)
+        chex.assert_trees_all_close(np.asarray(p1[i]["kernel"]) - np.asarray(p0[i]["kernel"]),
+                                    -0.1 * 2 * lam * k[i], rtol=1e-4, atol=1e-7)
+        chex.assert_trees_all_close(p1[i]["bias"], p0[i]["bias"], rtol=1e-6)
 
 
 def test_clipping_through_optax_chain_bounds_the_update():
@@ -153,7 +160,7 @@ def test_clipping_through_optax_chain_bounds_the_update():
     delta = jax.tree.map(lambda a, b: np.asarray(a, np.float64) - np.asarray(b), new, params)
     norm = np.sqrt(sum((d ** 2).sum() for d in jax.tree.leaves(delta)))
     # g <- g * max_norm / ||g|| (the raw gradient norm here is far above 1e-3)
-    np.testing.assert_allclose(norm, max_norm, rtol=1e-4)
+    chex.assert_trees_all_close(norm, max_norm, rtol=1e-4)
 
 
 def _three_steps(opt, w0, grads):
@@ -193,7 +200,7 @@ def test_optimizers_follow_the_formulas_the_module_docstring_states(name):
             m_hat, v_hat = m / (1 - 0.9 ** t), v / (1 - 0.999 ** t)
             denom = np.sqrt(v_hat + 1e-8) if eps_root else np.sqrt(v_hat) + 1e-8
             w = w - lr * m_hat / denom
-    np.testing.assert_allclose(_three_steps(opt, w0, grads), w, rtol=1e-5, atol=1e-6)
+    chex.assert_trees_all_close(_three_steps(opt, w0, grads), w, rtol=1e-5, atol=1e-6)
 
 
 def test_train_step_rejects_bad_arguments():
@@ -216,8 +223,9 @@ def test_eval_step_runs_in_inference_mode():
     ev = train.make_eval_step(model, XENT, ("loss", "accuracy"))
     out = ev(params, state, X_VAL, Y_VAL)
     logits, _ = model.apply(params, state, X_VAL)  # training=False: dropout off
-    np.testing.assert_allclose(out["loss"], XENT(logits, Y_VAL), rtol=1e-6)
-    np.testing.assert_allclose(out["accuracy"], np.mean(np.argmax(logits, -1) == Y_VAL))
+    chex.assert_trees_all_close(out["loss"], XENT(logits, Y_VAL), rtol=1e-6)
+    chex.assert_trees_all_close(out["accuracy"], np.mean(np.argmax(logits, -1) == Y_VAL),
+                                rtol=1e-7)
     with pytest.raises(ValueError, match="make_eval_step: unknown metric 'acc'"):
         train.make_eval_step(model, XENT, ("acc",))
 
@@ -257,9 +265,9 @@ def test_fit_history_lengths_and_learning():
     assert history["accuracy"][-1] > 0.8
     # val_* is the full validation set in inference mode (13 = 8 + 5: a weighted mean)
     logits, _ = LINEAR.apply(params, state, X_VAL)
-    np.testing.assert_allclose(history["val_loss"][-1], XENT(logits, Y_VAL), rtol=1e-5)
-    np.testing.assert_allclose(history["val_accuracy"][-1],
-                               np.mean(np.argmax(logits, -1) == Y_VAL), rtol=1e-6)
+    chex.assert_trees_all_close(history["val_loss"][-1], XENT(logits, Y_VAL), rtol=1e-5)
+    chex.assert_trees_all_close(history["val_accuracy"][-1],
+                                np.mean(np.argmax(logits, -1) == Y_VAL), rtol=1e-6)
 
 
 def test_fit_is_deterministic_in_the_key_and_shuffles_by_it():
@@ -267,7 +275,7 @@ def test_fit_is_deterministic_in_the_key_and_shuffles_by_it():
     p2, _, h2 = _fit()
     p3, _, h3 = _fit(key=jax.random.key(7))
     assert h1 == h2
-    jax.tree.map(np.testing.assert_array_equal, _np(p1), _np(p2))
+    chex.assert_trees_all_equal(_np(p1), _np(p2))
     assert h1["loss"] != h3["loss"]
     _, _, h4 = _fit(shuffle=False)
     assert h4 != h1
@@ -283,7 +291,7 @@ def test_fit_leaves_the_callers_arrays_intact():
     before = _np(params)
     train.fit(LINEAR, params, state, (X, Y), loss=XENT, optimizer=ADAM, epochs=1,
               batch_size=8, key=KEY, verbose=False)
-    jax.tree.map(np.testing.assert_array_equal, _np(params), before)  # not donated
+    chex.assert_trees_all_equal(_np(params), before)  # not donated
 
 
 def test_fit_epoch_loss_is_the_mean_over_every_sample_seen():
@@ -294,9 +302,9 @@ def test_fit_epoch_loss_is_the_mean_over_every_sample_seen():
     fit = functools.partial(train.fit, LINEAR, params, state, (X, Y), loss=XENT,
                             optimizer=frozen, epochs=1, key=KEY, verbose=False)
     _, _, kept = fit(batch_size=16, drop_remainder=False)  # 16 + 16 + 8
-    np.testing.assert_allclose(kept["loss"][0], full, rtol=1e-5)
+    chex.assert_trees_all_close(kept["loss"][0], full, rtol=1e-5)
     _, _, big = fit(batch_size=1000)  # clamped to the 40 samples: one full batch
-    np.testing.assert_allclose(big["loss"][0], full, rtol=1e-5)
+    chex.assert_trees_all_close(big["loss"][0], full, rtol=1e-5)
 
 
 def test_fit_penalty_counts_in_loss_and_val_loss():
@@ -308,7 +316,7 @@ def test_fit_penalty_counts_in_loss_and_val_loss():
                         validation_data=(X_VAL, Y_VAL))
     logits, _ = LINEAR.apply(params, state, X_VAL)
     extra = lam * float(np.sum(np.asarray(params["kernel"], np.float64) ** 2))
-    np.testing.assert_allclose(h["val_loss"][0], float(XENT(logits, Y_VAL)) + extra, rtol=1e-5)
+    chex.assert_trees_all_close(h["val_loss"][0], float(XENT(logits, Y_VAL)) + extra, rtol=1e-5)
 
 
 def test_fit_custom_metric_and_metrics_without_accuracy():
@@ -345,12 +353,12 @@ def test_early_stopping_stops_and_restores_the_best_params():
     assert (stop.best_epoch, stop.stopped_epoch) == (0, 2)
     assert stop.best == h["val_loss"][0]
     after_one, _, _ = _fit(epochs=1, validation_data=(X_VAL, Y_ANTI))
-    jax.tree.map(np.testing.assert_array_equal, _np(params), _np(after_one))
+    chex.assert_trees_all_equal(_np(params), _np(after_one))
     # restore_best=False: the params of the last epoch run
     stop = train.EarlyStopping(monitor="val_loss", patience=2, restore_best=False)
     last, _, _ = _fit(epochs=20, validation_data=(X_VAL, Y_ANTI), callbacks=[stop])
     after_three, _, _ = _fit(epochs=3, validation_data=(X_VAL, Y_ANTI))
-    jax.tree.map(np.testing.assert_array_equal, _np(last), _np(after_three))
+    chex.assert_trees_all_equal(_np(last), _np(after_three))
 
 
 def test_early_stopping_modes_and_patience():
@@ -407,7 +415,7 @@ def test_fit_errors(kwargs, error, match):
 def test_fit_with_zero_epochs_returns_the_params_and_empty_history():
     params, _, h = _fit(epochs=0, validation_data=(X_VAL, Y_VAL))
     assert h == {"loss": [], "accuracy": [], "val_loss": [], "val_accuracy": []}
-    jax.tree.map(np.testing.assert_array_equal, _np(params), _np(_init(LINEAR)[0]))
+    chex.assert_trees_all_equal(_np(params), _np(_init(LINEAR)[0]))
 
 
 def test_fit_progress_bar_line_fallback_and_silence(capsys, monkeypatch):
