@@ -19,7 +19,8 @@ def _run_demo(args) -> int:
     kwargs = {"out": args.out, "seed": args.seed}
     if args.epochs is not None:  # adding trains on fresh batches: its "epochs" are steps
         kwargs["steps" if args.name == "adding" else "epochs"] = args.epochs
-    if args.name in ("digits", "adding", "sentiment", "charrnn", "digits-cnn"):
+    if args.name in ("digits", "adding", "sentiment", "charrnn", "digits-cnn", "reverse",
+                     "seq2seq"):
         kwargs["progress"] = not args.no_progress
     module.run(**kwargs)
     return 0
@@ -37,6 +38,10 @@ def _add_demo(subparsers) -> None:
   adding      an LSTM on the adding problem (T = 100), MSE far below the 0.17 baseline
   sentiment   Embedding + Bidirectional LSTM on padded variable-length synthetic reviews
   charrnn     a character-level LSTM language model with truncated BPTT; samples text
+  reverse     a small Transformer reverses digit sequences (100% exact match held out);
+              its cross-attention heatmap
+  seq2seq     LSTM encoder-decoder with additive attention: dates in words to ISO dates
+              ("the third of march 1987" -> 1987-03-03); its attention heatmap
 Needs the 'examples' extra: pip install 'jaxlayers[examples]'.""")
     p.add_argument("name", choices=DEMOS, help="which demo")
     p.add_argument("--epochs", type=_positive, default=None,

@@ -4,7 +4,8 @@ Each module has `run(...) -> dict` (what the command prints, for tests and noteb
 and imports matplotlib and scikit-learn inside it, so `import jaxlayers` never needs them.
 """
 
-NAMES = ("digits", "xor", "adding", "sentiment", "charrnn", "digits-cnn", "transfer")
+NAMES = ("digits", "xor", "adding", "sentiment", "charrnn", "digits-cnn", "transfer",
+         "reverse", "seq2seq")
 
 
 def missing_extra(exc: ImportError) -> ImportError:
