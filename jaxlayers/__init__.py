@@ -10,10 +10,12 @@ __version__ = "0.1.0"
 
 from jaxlayers import activations as activations
 from jaxlayers import attention as attention
+from jaxlayers import callbacks as callbacks
 from jaxlayers import checkpoint as checkpoint
 from jaxlayers import initializers as initializers
 from jaxlayers import interop as interop
 from jaxlayers import losses as losses
+from jaxlayers import metrics as metrics
 from jaxlayers import models as models
 from jaxlayers import regularizers as regularizers
 from jaxlayers import testing as testing
@@ -44,8 +46,11 @@ from jaxlayers.core import Masked as Masked
 from jaxlayers.core import count_params as count_params
 from jaxlayers.core import output_shape as output_shape
 from jaxlayers.models._gpt import generate as generate
-from jaxlayers.train import EarlyStopping as EarlyStopping
-from jaxlayers.train import fit as fit
+from jaxlayers.callbacks import EarlyStopping as EarlyStopping
+from jaxlayers.fit import evaluate as evaluate
+from jaxlayers.fit import fit as fit
+from jaxlayers.fit import predict as predict
+from jaxlayers.train import TrainState as TrainState
 from jaxlayers.layers.activation import Activation as Activation
 from jaxlayers.layers.activation import PReLU as PReLU
 from jaxlayers.layers.cells import Cell as Cell
@@ -139,9 +144,11 @@ __all__ = sorted([
     "Cell", "GRUCell", "LSTMCell", "SimpleRNNCell",
     # types, functions and modules
     "CheckpointManager", "EarlyStopping", "GradcheckError", "Layer", "Masked", "Summary",
-    "SummaryRow", "activations", "attention", "check_ids", "checkpoint", "count_params", "fit", "frozen", "generate", "gradcheck",
-    "gradcheck_layer", "initializers", "interop", "label_params", "losses", "models",
-    "output_shape", "path_mask", "path_strings", "regularizers", "reset_state", "restore", "save", "summary",
+    "SummaryRow", "TrainState", "activations", "attention", "callbacks", "check_ids",
+    "checkpoint", "evaluate", "count_params", "fit", "frozen", "generate", "gradcheck",
+    "gradcheck_layer", "initializers", "interop", "label_params", "losses", "metrics",
+    "models",
+    "output_shape", "path_mask", "path_strings", "predict", "regularizers", "reset_state", "restore", "save", "summary",
     "testing",
     "train",
 ])

@@ -9,7 +9,7 @@ For `jl.models.lenet5()`: "features/conv1/kernel", "features/conv1/bias", ...,
     import optax, jaxlayers as jl
     conv = lambda path: path.startswith("features/")           # all the convolutions
     optimizer = jl.frozen(optax.adam(1e-3), params, conv)      # trains the classifier only
-    params, state, history = jl.fit(model, params, state, data, optimizer=optimizer, ...)
+    ts, history = jl.fit(model, (params, state), data, optimizer=optimizer, ...)
 
 Frozen leaves get the update -0.0, so `optax.apply_updates` leaves them bit-identical
 (w + (-0.0) == w for every float w, +0.0 and -0.0 included; w + 0.0 would turn -0.0 into

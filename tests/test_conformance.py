@@ -114,7 +114,7 @@ def test_reference(case):
 # Public names that build no layer, or that are registered through another name.
 NOT_LAYERS = {
     "Cell", "GRUCell", "LSTMCell", "SimpleRNNCell",  # one-step cells for lax.scan, not Layers
-    "CheckpointManager", "EarlyStopping", "GradcheckError", "Layer", "Masked", "Summary", "SummaryRow",  # types
+    "CheckpointManager", "EarlyStopping", "GradcheckError", "TrainState", "Layer", "Masked", "Summary", "SummaryRow",  # types
     "Sequential",  # the alias of serial, registered as serial
 }
 

@@ -210,10 +210,10 @@ def test_stateful_truncated_bptt_in_serial_and_fit():
     xs = np.concatenate([t[:, i * 6:(i + 1) * 6] for i in range(3)], 0)  # chunk 0, 1, 2
     ys = np.sin(xs)
     import optax
-    params2, state2, history = jl.fit(model, params, state, (xs, ys), loss=jl.losses.mse,
-                                      optimizer=optax.adam(1e-2), epochs=2, batch_size=4,
-                                      key=KEY, shuffle=False, metrics=("loss",),
-                                      verbose=False)
+    ts, history = jl.fit(model, (params, state), (xs, ys), loss=jl.losses.mse,
+                         optimizer=optax.adam(1e-2), epochs=2, batch_size=4,
+                         key=KEY, shuffle=False, metrics=("loss",), verbose=False)
+    params2, state2 = ts.params, ts.state
     assert np.isfinite(history["loss"]).all()
     carry = state2[0]["carry"]
     assert carry["h"].shape == (4, 5) and float(jnp.abs(carry["h"]).sum()) > 0

@@ -339,9 +339,10 @@ def test_fit_folds_the_step_into_the_dropout_key():
     params, state = model.init(KEY, x.shape)
     epochs, batch = 3, 4
     steps = epochs * (8 // batch)
-    _, state, _ = jl.fit(model, params, state, (x, y), loss=jl.losses.mse,
-                         optimizer=optax.sgd(0.01), epochs=epochs, batch_size=batch, key=KEY,
-                         metrics=("loss",), shuffle=False, progress=False, verbose=False)
+    ts, _ = jl.fit(model, (params, state), (x, y), loss=jl.losses.mse,
+                   optimizer=optax.sgd(0.01), epochs=epochs, batch_size=batch, key=KEY,
+                   metrics=("loss",), shuffle=False, progress=False, verbose=False)
+    state = ts.state
     step_key = jax.random.fold_in(KEY, 1)
     draws = [float(jax.random.uniform(jax.random.fold_in(step_key, t))) for t in range(steps)]
     np.testing.assert_allclose(float(state["sum"]), sum(draws), rtol=1e-5)
@@ -350,8 +351,8 @@ def test_fit_folds_the_step_into_the_dropout_key():
 # ------------------------------------------------------------------ 8. EarlyStopping
 
 def _drive(cb, monitor, values):
-    cb.on_train_begin(("loss", monitor))
-    return [cb.on_epoch_end(e, {"loss": 0.0, monitor: v}, None, None)
+    cb.on_train_begin(("loss", monitor), None)
+    return [cb.on_epoch_end(e, {"loss": 0.0, monitor: v}, None)
             for e, v in enumerate(values)]
 
 

@@ -30,9 +30,10 @@ def _train(model, lr, epochs):
     def loss(logits, y):
         return ce(logits.reshape(-1, 11), y.reshape(-1))
 
-    params, state, history = jl.fit(model, params, state, ((src, tgt_in), tgt), loss=loss,
-                                    optimizer=optax.adam(lr), epochs=epochs, batch_size=100,
-                                    key=jax.random.key(1), metrics=("loss",), verbose=False)
+    ts, history = jl.fit(model, (params, state), ((src, tgt_in), tgt), loss=loss,
+                         optimizer=optax.adam(lr), epochs=epochs, batch_size=100,
+                         key=jax.random.key(1), metrics=("loss",), verbose=False)
+    params, state = ts.params, ts.state
     assert history["loss"][-1] < 0.01 * history["loss"][0]
     held_out, _, _ = _reversal_data(500, seed=1)
     pred = jl.models.greedy_decode(model, params, state, held_out, L, START)

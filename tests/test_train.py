@@ -1,4 +1,6 @@
-"""jaxlayers.train: the step against a hand-written optax step, metrics, fit, early stopping."""
+"""jaxlayers.train, jl.metrics, jl.fit, jl.EarlyStopping: the step against a hand-written
+optax step, metrics against NumPy, fit's history, early stopping (tests/test_fit.py has
+the TrainState, streams, callbacks and checkpoints)."""
 
 import functools
 
@@ -41,7 +43,8 @@ def _fit(**kw):
     args = dict(loss=XENT, optimizer=ADAM, epochs=3, batch_size=8, key=KEY, verbose=False)
     args.update(kw)
     data = args.pop("data", (X, Y))
-    return train.fit(LINEAR, params, state, data, **args)
+    ts, history = jl.fit(LINEAR, (params, state), data, **args)
+    return ts.params, ts.state, history.history
 
 
 # --------------------------------------------------------------------------- train step
@@ -81,14 +84,14 @@ def test_train_step_matches_hand_written_optax_step_and_reduces_loss():
     assert np.mean(losses[-5:]) < 0.5 * np.mean(losses[:5])
 
 
-def test_train_step_donates_its_inputs_unless_told_not_to():
+def test_train_step_donates_its_inputs_only_when_asked():
     params, state = _init(LINEAR)
     opt = optax.sgd(0.1)
     opt_state = opt.init(params)
-    kept = train.make_train_step(LINEAR, XENT, opt, donate=False)
-    kept(params, state, opt_state, X[:8], Y[:8], None)
-    assert not params["kernel"].is_deleted()
     train.make_train_step(LINEAR, XENT, opt)(params, state, opt_state, X[:8], Y[:8], None)
+    assert not params["kernel"].is_deleted()  # the default keeps the caller's arrays
+    donating = train.make_train_step(LINEAR, XENT, opt, donate=True)
+    donating(params, state, opt_state, X[:8], Y[:8], None)
     assert params["kernel"].is_deleted()
 
 
@@ -235,24 +238,24 @@ def test_eval_step_runs_in_inference_mode():
 def test_accuracy_on_integer_labels_and_one_hot_targets():
     logits = np.array([[2.0, 1.0, 0.0], [0.0, 3.0, 1.0], [1.0, 0.0, 5.0], [9.0, 0.0, 0.0]])
     labels = np.array([0, 1, 0, 1])
-    assert float(train.accuracy(logits, labels)) == 0.5
-    assert float(train.accuracy(logits, np.eye(3)[labels])) == 0.5
-    assert float(train.accuracy(logits.reshape(2, 2, 3), labels.reshape(2, 2))) == 0.5
+    assert float(jl.metrics.accuracy(logits, labels)) == 0.5
+    assert float(jl.metrics.accuracy(logits, np.eye(3)[labels])) == 0.5
+    assert float(jl.metrics.accuracy(logits.reshape(2, 2, 3), labels.reshape(2, 2))) == 0.5
 
 
 def test_binary_accuracy_and_accuracy_errors():
     p, t = np.array([[0.9], [0.2], [0.6]]), np.array([[1.0], [1.0], [0.0]])
-    assert float(train.binary_accuracy(p, t)) == pytest.approx(1 / 3)
-    assert float(train.binary_accuracy(np.array([[2.0], [-1.0]]), np.array([[1.0], [0.0]]),
+    assert float(jl.metrics.binary_accuracy(p, t)) == pytest.approx(1 / 3)
+    assert float(jl.metrics.binary_accuracy(np.array([[2.0], [-1.0]]), np.array([[1.0], [0.0]]),
                                        threshold=0.0)) == 1.0
     with pytest.raises(ValueError, match="accuracy: .*binary_accuracy"):
-        train.accuracy(p, t)
+        jl.metrics.accuracy(p, t)
     with pytest.raises(ValueError, match=r"accuracy: targets must be integer labels of shape "
                                          r"\(4,\)"):
-        train.accuracy(np.zeros((4, 3)), np.zeros((4, 1), np.int32))
+        jl.metrics.accuracy(np.zeros((4, 3)), np.zeros((4, 1), np.int32))
     with pytest.raises(ValueError, match=r"binary_accuracy: .*same shape, got \(3, 1\) and "
                                          r"\(3,\)"):
-        train.binary_accuracy(p, t[:, 0])
+        jl.metrics.binary_accuracy(p, t[:, 0])
 
 
 # --------------------------------------------------------------------------- fit
@@ -289,8 +292,8 @@ def test_fit_accepts_a_legacy_uint32_key():
 def test_fit_leaves_the_callers_arrays_intact():
     params, state = _init(LINEAR)
     before = _np(params)
-    train.fit(LINEAR, params, state, (X, Y), loss=XENT, optimizer=ADAM, epochs=1,
-              batch_size=8, key=KEY, verbose=False)
+    jl.fit(LINEAR, (params, state), (X, Y), loss=XENT, optimizer=ADAM, epochs=1,
+           batch_size=8, key=KEY, verbose=False)
     chex.assert_trees_all_equal(_np(params), before)  # not donated
 
 
@@ -299,11 +302,11 @@ def test_fit_epoch_loss_is_the_mean_over_every_sample_seen():
     logits, _ = LINEAR.apply(params, state, X)
     full = float(XENT(logits, Y))
     frozen = optax.sgd(0.0)  # params do not move: each batch's loss is on the same model
-    fit = functools.partial(train.fit, LINEAR, params, state, (X, Y), loss=XENT,
+    fit = functools.partial(jl.fit, LINEAR, (params, state), (X, Y), loss=XENT,
                             optimizer=frozen, epochs=1, key=KEY, verbose=False)
-    _, _, kept = fit(batch_size=16, drop_remainder=False)  # 16 + 16 + 8
+    _, kept = fit(batch_size=16, drop_remainder=False)  # 16 + 16 + 8
     chex.assert_trees_all_close(kept["loss"][0], full, rtol=1e-5)
-    _, _, big = fit(batch_size=1000)  # clamped to the 40 samples: one full batch
+    _, big = fit(batch_size=1000, drop_remainder=False)  # clamped to one batch of 40
     chex.assert_trees_all_close(big["loss"][0], full, rtol=1e-5)
 
 
@@ -311,9 +314,9 @@ def test_fit_penalty_counts_in_loss_and_val_loss():
     lam = 0.5
     params, state = _init(LINEAR)
     pen = jl.regularizers.l2(lam)
-    _, _, h = train.fit(LINEAR, params, state, (X, Y), loss=XENT, optimizer=optax.sgd(0.0),
-                        epochs=1, batch_size=N, key=KEY, verbose=False, penalty=pen,
-                        validation_data=(X_VAL, Y_VAL))
+    _, h = jl.fit(LINEAR, (params, state), (X, Y), loss=XENT, optimizer=optax.sgd(0.0),
+                  epochs=1, batch_size=N, key=KEY, verbose=False, penalty=pen,
+                  validation_data=(X_VAL, Y_VAL))
     logits, _ = LINEAR.apply(params, state, X_VAL)
     extra = lam * float(np.sum(np.asarray(params["kernel"], np.float64) ** 2))
     chex.assert_trees_all_close(h["val_loss"][0], float(XENT(logits, Y_VAL)) + extra, rtol=1e-5)
@@ -333,8 +336,9 @@ def test_fit_custom_metric_and_metrics_without_accuracy():
 def test_fit_trains_dropout_and_batchnorm_models():
     model = jl.serial(jl.Dense(8), jl.BatchNorm(), jl.Dropout(0.2), jl.Dense(C))
     params, state = _init(model)
-    _, new_state, h = train.fit(model, params, state, (X, Y), loss=XENT, optimizer=ADAM,
-                                epochs=2, batch_size=8, key=KEY, verbose=False)
+    ts, h = jl.fit(model, (params, state), (X, Y), loss=XENT, optimizer=ADAM,
+                   epochs=2, batch_size=8, key=KEY, verbose=False)
+    new_state = ts.state
     assert not np.allclose(new_state[1]["mean"], state[1]["mean"])
     assert h["loss"][1] < h["loss"][0]
 
@@ -346,7 +350,7 @@ Y_ANTI = (np.argmax(X_VAL @ W_TRUE, axis=-1) + 1).astype(np.int32) % C
 
 
 def test_early_stopping_stops_and_restores_the_best_params():
-    stop = train.EarlyStopping(monitor="val_loss", patience=2)
+    stop = jl.EarlyStopping(monitor="val_loss", patience=2)
     params, state, h = _fit(epochs=20, validation_data=(X_VAL, Y_ANTI), callbacks=[stop])
     assert np.argmin(h["val_loss"]) == 0 and h["val_loss"][1] > h["val_loss"][0]
     assert len(h["loss"]) == 3  # the best epoch, then `patience` epochs without improvement
@@ -355,21 +359,21 @@ def test_early_stopping_stops_and_restores_the_best_params():
     after_one, _, _ = _fit(epochs=1, validation_data=(X_VAL, Y_ANTI))
     chex.assert_trees_all_equal(_np(params), _np(after_one))
     # restore_best=False: the params of the last epoch run
-    stop = train.EarlyStopping(monitor="val_loss", patience=2, restore_best=False)
+    stop = jl.EarlyStopping(monitor="val_loss", patience=2, restore_best=False)
     last, _, _ = _fit(epochs=20, validation_data=(X_VAL, Y_ANTI), callbacks=[stop])
     after_three, _, _ = _fit(epochs=3, validation_data=(X_VAL, Y_ANTI))
     chex.assert_trees_all_equal(_np(last), _np(after_three))
 
 
 def test_early_stopping_modes_and_patience():
-    assert train.EarlyStopping("val_accuracy").mode == "max"
-    assert train.EarlyStopping("val_loss").mode == "min"
-    stop = train.EarlyStopping("val_accuracy", patience=0)
+    assert jl.EarlyStopping("val_accuracy").mode == "max"
+    assert jl.EarlyStopping("val_loss").mode == "min"
+    stop = jl.EarlyStopping("val_accuracy", patience=0)
     _, _, h = _fit(epochs=20, validation_data=(X_VAL, Y_ANTI), callbacks=[stop])
     assert len(h["loss"]) == stop.stopped_epoch + 1 < 20
     assert stop.best == max(h["val_accuracy"])
     # training loss keeps improving on separable data: no stop, the last epoch is best
-    stop = train.EarlyStopping("loss", patience=1, restore_best=True)
+    stop = jl.EarlyStopping("loss", patience=1, restore_best=True)
     _, _, h = _fit(epochs=4, callbacks=[stop])
     assert stop.stopped_epoch is None and stop.best_epoch == 3 and len(h["loss"]) == 4
 
@@ -377,16 +381,16 @@ def test_early_stopping_modes_and_patience():
 def test_early_stopping_errors():
     with pytest.raises(ValueError, match=r"EarlyStopping: monitor 'val_loss' is not logged.*"
                                          r"validation_data"):
-        _fit(epochs=1, callbacks=[train.EarlyStopping()])
+        _fit(epochs=1, callbacks=[jl.EarlyStopping()])
     with pytest.raises(ValueError, match="EarlyStopping: monitor 'val_f1' is not logged"):
-        _fit(epochs=1, callbacks=[train.EarlyStopping("val_f1")],
+        _fit(epochs=1, callbacks=[jl.EarlyStopping("val_f1")],
              validation_data=(X_VAL, Y_VAL))
     with pytest.raises(ValueError, match="EarlyStopping: patience must be an int >= 0"):
-        train.EarlyStopping(patience=-1)
+        jl.EarlyStopping(patience=-1)
     with pytest.raises(ValueError, match="EarlyStopping: mode must be one of"):
-        train.EarlyStopping(mode="down")
+        jl.EarlyStopping(mode="down")
     with pytest.raises(ValueError, match="EarlyStopping: min_delta must be a number >= 0"):
-        train.EarlyStopping(min_delta=-0.1)
+        jl.EarlyStopping(min_delta=-0.1)
 
 
 @pytest.mark.parametrize("kwargs, error, match", [
@@ -400,10 +404,11 @@ def test_early_stopping_errors():
     (dict(batch_size=2.5), ValueError, "fit: batch_size must be an int >= 1"),
     (dict(epochs=-1), ValueError, "fit: epochs must be an int >= 0, got -1"),
     (dict(metrics=("loss", "acc")), ValueError, "fit: unknown metric 'acc'"),
-    (dict(key=None), TypeError, "fit: key must be a PRNG key"),
+    (dict(key=None), TypeError, "fit: a new run needs key="),
+    (dict(key="seed"), TypeError, "fit: key must be a PRNG key"),
     (dict(optimizer="adam"), TypeError, "fit: optimizer must be an optax GradientTransformation"),
     (dict(loss="mse"), TypeError, "fit: loss must be a callable"),
-    (dict(callbacks=[print]), TypeError, "fit: callbacks must be jl.train.Callback objects"),
+    (dict(callbacks=[print]), TypeError, "fit: callbacks must be jl.callbacks.Callback objects"),
     (dict(loss=functools.partial(XENT, reduction="none")), ValueError,
      r"fit: the loss must return a scalar \(reduction='mean' or 'sum'\), got shape \(8,\)"),
 ])
@@ -419,6 +424,8 @@ def test_fit_with_zero_epochs_returns_the_params_and_empty_history():
 
 
 def test_fit_progress_bar_line_fallback_and_silence(capsys, monkeypatch):
+    import sys
+    monkeypatch.setattr(sys.stderr, "isatty", lambda: True, raising=False)  # a terminal
     _fit(epochs=1, verbose=True)
     out, err = capsys.readouterr()
     assert "Epoch 1/1" in err and "loss" in err and out == ""  # tqdm writes to stderr

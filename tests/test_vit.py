@@ -41,9 +41,10 @@ def test_a_tiny_vit_learns_the_bundled_digits():
                           mlp_dim=64)
     params, state = model.init(KEY, (64, 8, 8, 1))
     loss = functools.partial(jl.losses.sparse_categorical_crossentropy, from_logits=True)
-    params, state, history = jl.fit(model, params, state, (x[:1400], y[:1400]), loss=loss,
-                                    optimizer=optax.adam(3e-3), epochs=15, batch_size=64,
-                                    key=jax.random.key(1), verbose=False)
+    ts, history = jl.fit(model, (params, state), (x[:1400], y[:1400]), loss=loss,
+                         optimizer=optax.adam(3e-3), epochs=15, batch_size=64,
+                         key=jax.random.key(1), verbose=False)
+    params, state = ts.params, ts.state
     logits, _ = model.apply(params, state, x[1400:])
     accuracy = float(jnp.mean(jnp.argmax(logits, -1) == y[1400:]))
     assert history["loss"][-1] < 0.2 * history["loss"][0]

@@ -76,10 +76,11 @@ def run(*, epochs: int = 20, out: str = "outputs", seed: int = 0, batch_size: in
     # one compiled init: eager init dispatches (and compiles) every small op on its own
     params, state = jax.jit(net.init, static_argnums=1)(key_init, x_tr[:batch_size].shape)
     loss = functools.partial(jl.losses.sparse_categorical_crossentropy, from_logits=True)
-    params, state, history = jl.train.fit(
-        net, params, state, (x_tr, y_tr), loss=loss, optimizer=optax.adam(learning_rate),
+    ts, history = jl.fit(
+        net, (params, state), (x_tr, y_tr), loss=loss, optimizer=optax.adam(learning_rate),
         epochs=epochs, batch_size=batch_size, key=key_fit, validation_data=(x_te, y_te),
         progress=progress, verbose=verbose)
+    params, state = ts.params, ts.state
     # the held-out set is fit's validation data: its last-epoch metrics are the test ones
     test_accuracy, test_loss = history["val_accuracy"][-1], history["val_loss"][-1]
     path = plot(history, os.path.join(out, "digits.png"))

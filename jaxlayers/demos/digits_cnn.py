@@ -99,10 +99,11 @@ def run(*, epochs: int = 4, out: str = "outputs", seed: int = 0, batch_size: int
     params, state = jax.jit(net.init, static_argnums=1)(key_init, x_tr[:batch_size].shape)
     loss = functools.partial(jl.losses.sparse_categorical_crossentropy, from_logits=True)
     schedule = optax.cosine_decay_schedule(learning_rate, epochs * (len(x_tr) // batch_size))
-    params, state, history = jl.train.fit(
-        net, params, state, (x_tr, y_tr), loss=loss, optimizer=optax.adam(schedule),
+    ts, history = jl.fit(
+        net, (params, state), (x_tr, y_tr), loss=loss, optimizer=optax.adam(schedule),
         epochs=epochs, batch_size=batch_size, key=key_fit, validation_data=(x_te, y_te),
         progress=progress, verbose=verbose)
+    params, state = ts.params, ts.state
     test_accuracy, test_loss = history["val_accuracy"][-1], history["val_loss"][-1]
     paths = (plot_curves(history, os.path.join(out, "digits_cnn.png"), "digits LeNet-5"),
              plot_filters(params, x_te[0], int(y_te[0]),

@@ -153,11 +153,13 @@ def run(*, epochs: int = 8, out: str = "outputs", seed: int = 0, n_train: int = 
     key_init, key_fit = jax.random.split(jax.random.key(seed))
     spec = jax.ShapeDtypeStruct((batch_size, LENGTH), jnp.int32)
     params, state = jax.jit(net.init, static_argnums=1)(key_init, (spec, spec))
-    params, state, history = jl.fit(
-        net, params, state, ((src, tgt_in), tgt), loss=sequence_loss(TGT_VOCAB),
+    ts, history = jl.fit(
+        net, (params, state), ((src, tgt_in), tgt), loss=sequence_loss(TGT_VOCAB),
+        metrics=("loss", "accuracy"),
         optimizer=optax.adam(learning_rate), epochs=epochs, batch_size=batch_size,
         key=key_fit, validation_data=((te_src, te_in), te_tgt), progress=progress,
         verbose=verbose)
+    params, state = ts.params, ts.state
 
     pred = np.asarray(jl.models.greedy_decode(net, params, state, te_src, LENGTH, START))
     exact = exact_match(pred, te_tgt)

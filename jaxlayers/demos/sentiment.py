@@ -143,10 +143,11 @@ def run(*, epochs: int = 8, out: str = "outputs", seed: int = 0, n_train: int = 
         key_init, jax.ShapeDtypeStruct((batch_size, MAX_LEN), jnp.int32))
     loss = functools.partial(jl.losses.sparse_categorical_crossentropy, from_logits=True)
     optimizer = optax.chain(optax.clip_by_global_norm(clip_norm), optax.adam(learning_rate))
-    params, state, history = jl.train.fit(
-        net, params, state, (x_tr, y_tr), loss=loss, optimizer=optimizer, epochs=epochs,
+    ts, history = jl.fit(
+        net, (params, state), (x_tr, y_tr), loss=loss, optimizer=optimizer, epochs=epochs,
         batch_size=batch_size, key=key_fit, validation_data=(x_te, y_te),
         progress=progress, verbose=verbose)
+    params, state = ts.params, ts.state
     test_accuracy = history["val_accuracy"][-1]
 
     predict = jax.jit(lambda p, s, x: net.apply(p, s, x)[0])

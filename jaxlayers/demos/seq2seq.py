@@ -156,10 +156,12 @@ def run(*, epochs: int = 8, out: str = "outputs", seed: int = 0, n_train: int = 
         key_init, (jax.ShapeDtypeStruct((batch_size, SRC_LEN), jnp.int32),
                    jax.ShapeDtypeStruct((batch_size, TGT_LEN), jnp.int32)))
     optimizer = optax.chain(optax.clip_by_global_norm(clip_norm), optax.adam(learning_rate))
-    params, state, history = jl.fit(
-        net, params, state, ((src, tgt_in), tgt), loss=sequence_loss(TGT_VOCAB),
+    ts, history = jl.fit(
+        net, (params, state), ((src, tgt_in), tgt), loss=sequence_loss(TGT_VOCAB),
+        metrics=("loss", "accuracy"),
         optimizer=optimizer, epochs=epochs, batch_size=batch_size, key=key_fit,
         validation_data=((te_src, te_in), te_tgt), progress=progress, verbose=verbose)
+    params, state = ts.params, ts.state
 
     pred = np.asarray(jl.models.greedy_decode(net, params, state, te_src, TGT_LEN, START))
     exact = exact_match(pred, te_tgt)

@@ -106,13 +106,14 @@ def run(*, epochs: int = 4, out: str = "outputs", seed: int = 0, shots: int = 10
     loss = functools.partial(jl.losses.sparse_categorical_crossentropy, from_logits=True)
     if verbose:
         print(f"pre-training LeNet-5 on digits 0-4 ({len(y_pre)} images, {epochs} epochs)")
-    pretrained, _, history = jl.fit(
-        model, params, state, (x_pre, y_pre), loss=loss, optimizer=optax.adam(3e-3),
+    ts, history = jl.fit(
+        model, (params, state), (x_pre, y_pre), loss=loss, optimizer=optax.adam(3e-3),
         epochs=epochs, batch_size=64, key=k_fit, progress=verbose, verbose=verbose)
+    pretrained = ts.params
 
     @jax.jit
     def accuracy(params, x, y):
-        return jl.train.accuracy(model.apply(params, state, x)[0], y)
+        return jl.metrics.accuracy(model.apply(params, state, x)[0], y)
 
     # a new classifier (fc1-fc3): keeping the 0-4 fc1/fc2 and replacing only fc3 did worse
     head = init(k_head, (64, 32, 32, 1))[0]["classifier"]
