@@ -1,4 +1,5 @@
-"""The command line: `python -m jaxlayers demo digits|xor [--epochs N] [--out DIR] [--seed S]`.
+"""The command line: `jaxlayers demo NAME [--epochs N] [--batch-size B] [--seed S] [--out DIR]`
+(also `python -m jaxlayers ...`; digits adds `--checkpoint-dir DIR [--resume]`).
 
 Each subcommand is added by an `_add_<name>(subparsers)` function that sets `run`, the
 function called with the parsed arguments; a new subcommand (e.g. `bench`) is one more
@@ -9,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import inspect
 import sys
 
 from jaxlayers.demos import NAMES as DEMOS
@@ -16,14 +18,30 @@ from jaxlayers.demos import NAMES as DEMOS
 
 def _run_demo(args) -> int:
     module = importlib.import_module(f"jaxlayers.demos.{args.name.replace('-', '_')}")
+    params = inspect.signature(module.run).parameters
+    anything = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
+    accepts = set(params) if not anything else _Everything()
     kwargs = {"out": args.out, "seed": args.seed}
     if args.epochs is not None:  # adding trains on fresh batches: its "epochs" are steps
         kwargs["steps" if args.name == "adding" else "epochs"] = args.epochs
-    if args.name in ("digits", "adding", "sentiment", "charrnn", "digits-cnn", "reverse",
-                     "seq2seq"):
+    if "progress" in accepts:
         kwargs["progress"] = not args.no_progress
+    for option, value in (("batch_size", args.batch_size),
+                          ("checkpoint_dir", args.checkpoint_dir),
+                          ("resume", args.resume or None)):
+        if value is None:
+            continue
+        if option not in accepts:
+            raise SystemExit(f"error: demo {args.name} has no --{option.replace('_', '-')}"
+                             f" (demos with it: digits)")
+        kwargs[option] = value
     module.run(**kwargs)
     return 0
+
+
+class _Everything:
+    def __contains__(self, name) -> bool:
+        return True
 
 
 def _add_demo(subparsers) -> None:
@@ -47,6 +65,12 @@ Needs the 'examples' extra: pip install 'jaxlayers[examples]'.""")
     p.add_argument("--epochs", type=_positive, default=None,
                    help="epochs (xor: full-batch steps per start; adding: training steps); "
                         "default: the demo's")
+    p.add_argument("--batch-size", type=_positive, default=None,
+                   help="samples per training step (default: the demo's)")
+    p.add_argument("--checkpoint-dir", default=None,
+                   help="digits: save a checkpoint of the training state every epoch here")
+    p.add_argument("--resume", action="store_true",
+                   help="digits: continue from the newest checkpoint in --checkpoint-dir")
     p.add_argument("--out", default="outputs", help="folder for the PNG (default: outputs)")
     p.add_argument("--seed", type=int, default=0, help="PRNG seed (default: 0)")
     p.add_argument("--no-progress", action="store_true",
@@ -65,7 +89,8 @@ _COMMANDS = (_add_demo,)
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m jaxlayers",
+    prog = "jaxlayers" if sys.argv[0].endswith("jaxlayers") else "python -m jaxlayers"
+    parser = argparse.ArgumentParser(prog=prog,
                                      description="jaxlayers command line")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for add in _COMMANDS:

@@ -69,3 +69,34 @@ def test_cli_rejects_unknown_demos_and_bad_epochs(capsys):
     with pytest.raises(SystemExit):
         main(["demo", "xor", "--epochs", "0"])
     assert "must be >= 1" in capsys.readouterr().err
+
+
+def test_digits_demo_resumes_from_its_checkpoints_to_the_uninterrupted_result(tmp_path):
+    """`demo digits --checkpoint-dir D` then `--resume` with more epochs ends where one
+    uninterrupted run of that many epochs ends (the same test accuracy and loss curve)."""
+    from jaxlayers.demos import digits
+
+    full = digits.run(epochs=3, batch_size=64, out=str(tmp_path / "full"), progress=False,
+                      verbose=False)
+    ckpt = tmp_path / "ckpt"
+    assert main(["demo", "digits", "--epochs", "2", "--batch-size", "64", "--checkpoint-dir",
+                 str(ckpt), "--no-progress", "--out", str(tmp_path / "a")]) == 0
+    assert len(list(ckpt.glob("ckpt-*.safetensors"))) == 2
+    resumed = digits.run(epochs=3, batch_size=64, checkpoint_dir=str(ckpt), resume=True,
+                         out=str(tmp_path / "b"), progress=False, verbose=False)
+    assert len(resumed["history"]["loss"]) == 1  # only the third epoch ran
+    assert resumed["history"]["loss"] == full["history"]["loss"][2:]
+    assert resumed["test_accuracy"] == full["test_accuracy"]
+
+
+def test_cli_options_a_demo_lacks_are_errors_and_the_console_script_runs(capsys):
+    with pytest.raises(SystemExit, match="demo xor has no --checkpoint-dir"):
+        main(["demo", "xor", "--checkpoint-dir", "somewhere"])
+    import pathlib
+    script = pathlib.Path(sys.executable).parent / "jaxlayers"
+    if not script.exists():
+        pytest.skip("the jaxlayers console script is not installed (pip install -e .)")
+    proc = subprocess.run([str(script), "demo", "--help"], capture_output=True, text=True,
+                          timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert "usage: jaxlayers demo" in proc.stdout and "--batch-size" in proc.stdout

@@ -27,6 +27,10 @@ def test_notebook_runs(path, monkeypatch):
     monkeypatch.setenv("MPLBACKEND", "module://matplotlib_inline.backend_inline")
     monkeypatch.setenv("JAX_PLATFORMS", os.environ.get("JAX_PLATFORMS", "cpu"))
     monkeypatch.setenv("TF_CPP_MIN_LOG_LEVEL", "3")
+    # the kernel imports this checkout's jaxlayers, not whichever one is installed
+    root = str(path.parent.parent)
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(filter(None, [root, os.environ.get(
+        "PYTHONPATH")])))
 
     nb = nbformat.read(path, as_version=4)
     client = nbclient.NotebookClient(

@@ -58,7 +58,8 @@ def plot(history: dict, path: str, title: str = "digits MLP") -> str:
 
 
 def run(*, epochs: int = 20, out: str = "outputs", seed: int = 0, batch_size: int = 32,
-        learning_rate: float = 1e-3, progress: bool = True, verbose: bool = True) -> dict:
+        learning_rate: float = 1e-3, checkpoint_dir: str | None = None, resume: bool = False,
+        progress: bool = True, verbose: bool = True) -> dict:
     """Train the MLP, print its test accuracy and save `out/digits.png`.
 
     The held-out 20% is the `validation_data` of `jl.fit`, only watched for the curves
@@ -79,7 +80,7 @@ def run(*, epochs: int = 20, out: str = "outputs", seed: int = 0, batch_size: in
     ts, history = jl.fit(
         net, (params, state), (x_tr, y_tr), loss=loss, optimizer=optax.adam(learning_rate),
         epochs=epochs, batch_size=batch_size, key=key_fit, validation_data=(x_te, y_te),
-        progress=progress, verbose=verbose)
+        checkpoint_dir=checkpoint_dir, resume=resume, progress=progress, verbose=verbose)
     params, state = ts.params, ts.state
     # the held-out set is fit's validation data: its last-epoch metrics are the test ones
     test_accuracy, test_loss = history["val_accuracy"][-1], history["val_loss"][-1]

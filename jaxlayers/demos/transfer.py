@@ -74,7 +74,7 @@ def plot(rows, path: str, shots: int) -> str:
 
 
 def run(*, epochs: int = 4, out: str = "outputs", seed: int = 0, shots: int = 10,
-        steps: int = 100, verbose: bool = True) -> dict:
+        steps: int = 100, batch_size: int = 64, verbose: bool = True) -> dict:
     """Pre-train on 0-4, then adapt to 5-9 from `shots` images per class in seed 004's regimes.
 
     1. feature extraction: conv1 and conv2 frozen (`jl.frozen`, paths "features/..."), a
@@ -108,7 +108,7 @@ def run(*, epochs: int = 4, out: str = "outputs", seed: int = 0, shots: int = 10
         print(f"pre-training LeNet-5 on digits 0-4 ({len(y_pre)} images, {epochs} epochs)")
     ts, history = jl.fit(
         model, (params, state), (x_pre, y_pre), loss=loss, optimizer=optax.adam(3e-3),
-        epochs=epochs, batch_size=64, key=k_fit, progress=verbose, verbose=verbose)
+        epochs=epochs, batch_size=batch_size, key=k_fit, progress=verbose, verbose=verbose)
     pretrained = ts.params
 
     @jax.jit
