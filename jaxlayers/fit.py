@@ -51,6 +51,10 @@ def _samples(where: str, what: str, tree) -> int:
                          f"input) with the samples on axis 0, got shapes "
                          f"{jax.tree.map(np.shape, tree)}; turn a nested list into an "
                          f"array with np.asarray.")
+    bad = [a.dtype for a in leaves if a.dtype.kind in "OUSMm"]
+    if bad:
+        raise ValueError(f"{where}: {what} must hold numbers (bool, int or float arrays), "
+                         f"got dtype {bad[0]}; encode text or objects as numbers first.")
     sizes = {a.shape[0] for a in leaves}
     if len(sizes) != 1:
         raise ValueError(f"{where}: the arrays of {what} must have the same number of "

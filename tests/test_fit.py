@@ -193,7 +193,7 @@ def test_an_endless_stream_needs_steps_per_epoch_and_an_iterator_continues():
 
 
 @pytest.mark.parametrize("case", ["empty", "exhausted", "changing", "larger", "not_pair",
-                                  "batch_size", "too_big", "bad_batch_size"])
+                                  "batch_size", "too_big", "bad_batch_size", "strings"])
 def test_bad_data_is_named(case):
     model, (x, y) = _model(), _data()
     kw = dict(loss=CE, optimizer=optax.sgd(0.1), epochs=2, key=KEY, verbose=False)
@@ -215,6 +215,9 @@ def test_bad_data_is_named(case):
     elif case == "too_big":
         data, match = (x, y), "batch_size 500 is larger than the 203 samples"
         kw["batch_size"] = 500
+    elif case == "strings":
+        data, match = (x, y.astype(str)), "data y must hold numbers.*got dtype <U"
+        kw["batch_size"] = 32
     else:
         data, match = (x, y), "batch_size must be"
         kw["batch_size"] = 0
