@@ -6,7 +6,7 @@
     logits, state = model.apply(params, state, x)
 """
 
-__version__ = "0.1.0"
+from jaxlayers._version import __version__ as __version__
 
 from jaxlayers import activations as activations
 from jaxlayers import attention as attention

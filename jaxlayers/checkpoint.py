@@ -45,6 +45,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxlayers._paths import path_string
+from jaxlayers._version import __version__
 
 __all__ = ["save", "restore", "read_metadata", "CheckpointManager", "CorruptCheckpointError"]
 
@@ -69,11 +70,6 @@ def _safetensors():
         raise ImportError("jaxlayers checkpoints need the 'safetensors' package: "
                           "pip install safetensors") from exc
     return st
-
-
-def _version() -> str:
-    from jaxlayers import __version__
-    return __version__
 
 
 def _is_key(leaf) -> bool:
@@ -175,7 +171,7 @@ def save(path, tree, *, step: int | None = None, metadata: dict | None = None) -
         arrays[p], info = _to_stored(p, leaf)
         infos.append({"path": p, **info})
     description = {"format": FORMAT, "format_version": FORMAT_VERSION,
-                   "jaxlayers_version": _version(), "step": step,
+                   "jaxlayers_version": __version__, "step": step,
                    "metadata": metadata or {}, "leaves": infos}
     description["sha256"] = _checksum(description, paths, arrays)
     data = _safetensors().save(arrays, metadata={_HEADER_KEY: json.dumps(description)})
