@@ -4,7 +4,6 @@ by safetensors itself, corrupted and foreign files refused, and a writer killed 
 import json
 import os
 import pathlib
-import signal
 import subprocess
 import sys
 import warnings

@@ -12,6 +12,7 @@ import optax
 
 import jaxlayers as jl
 from jaxlayers.demos import missing_extra
+from jaxlayers.demos._plots import plot_history
 
 
 def model() -> jl.Layer:
@@ -38,23 +39,7 @@ def load(seed: int = 0, test_size: float = 0.2):
 
 def plot(history: dict, path: str, title: str = "digits MLP") -> str:
     """Loss and accuracy per epoch, train vs held-out, saved as a PNG at `path`."""
-    try:
-        from matplotlib.figure import Figure  # no pyplot: no global backend to set
-        from matplotlib.ticker import MaxNLocator
-    except ImportError as exc:
-        raise missing_extra(exc) from exc
-    fig = Figure(figsize=(10, 4), layout="constrained")
-    epochs = np.arange(1, len(history["loss"]) + 1)
-    for ax, name in zip(fig.subplots(1, 2), ("loss", "accuracy")):
-        ax.plot(epochs, history[name], marker=".", label="train")
-        ax.plot(epochs, history[f"val_{name}"], marker=".", label="test")
-        ax.set(xlabel="epoch", ylabel=name, title=f"{title}: {name}")
-        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-        ax.grid(alpha=0.3)
-        ax.legend()
-    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
-    fig.savefig(path, dpi=100)
-    return path
+    return plot_history(history, path, title=title)
 
 
 def run(*, epochs: int = 20, out: str = "outputs", seed: int = 0, batch_size: int = 32,

@@ -24,7 +24,7 @@ import numpy as np
 import optax
 
 import jaxlayers as jl
-from jaxlayers.demos import missing_extra
+from jaxlayers.demos import _plots, missing_extra
 
 LENGTH = 6
 START = 10            # target vocabulary: padding 0, digits 1-9, START
@@ -88,25 +88,10 @@ def exact_match(pred, tgt) -> float:
 
 def plot_history(history, path: str, title: str) -> str:
     """Cross-entropy per epoch (training and held-out, log scale) and per-token accuracy."""
-    try:
-        from matplotlib.figure import Figure
-    except ImportError as exc:
-        raise missing_extra(exc) from exc
-    fig = Figure(figsize=(10, 4), layout="constrained")
-    ax_loss, ax_acc = fig.subplots(1, 2)
-    epochs = np.arange(1, len(history["loss"]) + 1)
-    ax_loss.semilogy(epochs, history["loss"], "o-", label="train")
-    ax_loss.semilogy(epochs, history["val_loss"], "s-", label="held-out")
-    ax_loss.set(xlabel="epoch", ylabel="cross-entropy per token (nats)", title=title)
-    ax_loss.legend()
-    ax_acc.plot(epochs, history["accuracy"], "o-", label="train")
-    ax_acc.plot(epochs, history["val_accuracy"], "s-", label="held-out")
-    ax_acc.set(xlabel="epoch", ylabel="per-token accuracy (teacher forced)",
-               ylim=(0, 1.02), title="token accuracy")
-    ax_acc.legend(loc="lower right")
-    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
-    fig.savefig(path, dpi=100)
-    return path
+    return _plots.plot_history(history, path, title=title, held_out="held-out", log_loss=True,
+                               loss_label="cross-entropy per token (nats)",
+                               accuracy_label="per-token accuracy (teacher forced)",
+                               accuracy_title="token accuracy", ylim=(0, 1.02))
 
 
 def plot_attention(weights, src_labels, out_labels, path: str, titles, suptitle: str) -> str:

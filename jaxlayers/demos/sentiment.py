@@ -22,6 +22,7 @@ import optax
 
 import jaxlayers as jl
 from jaxlayers.demos import missing_extra
+from jaxlayers.demos._plots import plot_history
 
 VOCAB = 50
 NOT = 1
@@ -93,27 +94,8 @@ def bag_of_words_accuracy(ids_train, y_train, ids_test, y_test) -> float:
 
 def plot(history, baselines: dict, path: str) -> str:
     """Loss and accuracy per epoch, with the baselines' accuracies as lines."""
-    try:
-        from matplotlib.figure import Figure
-    except ImportError as exc:
-        raise missing_extra(exc) from exc
-    fig = Figure(figsize=(10, 4), layout="constrained")
-    ax_loss, ax_acc = fig.subplots(1, 2)
-    epochs = np.arange(1, len(history["loss"]) + 1)
-    ax_loss.plot(epochs, history["loss"], "o-", label="train")
-    ax_loss.plot(epochs, history["val_loss"], "s-", label="test")
-    ax_loss.set(xlabel="epoch", ylabel="cross-entropy", title="loss")
-    ax_loss.legend()
-    ax_acc.plot(epochs, history["accuracy"], "o-", label="train")
-    ax_acc.plot(epochs, history["val_accuracy"], "s-", label="test")
-    for (name, value), style in zip(baselines.items(), ("--", ":")):
-        ax_acc.axhline(value, color="gray", ls=style, label=f"{name}: {value:.3f}")
-    ax_acc.set(xlabel="epoch", ylabel="accuracy", ylim=(0.45, 1.01),
-               title="Embedding(mask_zero) -> BiLSTM -> Dense")
-    ax_acc.legend(loc="lower right")
-    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
-    fig.savefig(path, dpi=100)
-    return path
+    return plot_history(history, path, title="sentiment BiLSTM",
+                        loss_label="cross-entropy", baselines=baselines, ylim=(0.45, 1.01))
 
 
 def run(*, epochs: int = 8, out: str = "outputs", seed: int = 0, n_train: int = 4000,
