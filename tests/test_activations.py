@@ -69,6 +69,7 @@ def test_step_is_heaviside_with_zero_gradient():
 # --- seed 003 Q9 / Q10 / Q11 / Q12 and seed 004 ---------------------------------------
 
 def test_seed_softmax_example():
+    """003-Q9-e1: softmax([2.0, 1.0, 0.1]) = [0.659, 0.243, 0.098] as printed."""
     p = A.softmax(jnp.array([2.0, 1.0, 0.1]))
     # the seed rounds the exponentials to 2 dp before dividing: 1e-3 is its precision
     chex.assert_trees_all_close(p, np.asarray([0.659, 0.243, 0.098]), atol=1e-3, rtol=1e-7)
@@ -76,6 +77,7 @@ def test_seed_softmax_example():
 
 
 def test_seed_sigmoid_derivative_max_is_quarter_at_zero():
+    """003-Q10-e1: σ′(0) = 0.25, the maximum."""
     d = jax.vmap(jax.grad(A.sigmoid))(GRID)
     i = int(jnp.argmax(d))
     assert float(GRID[i]) == pytest.approx(0.0, abs=1e-6)
@@ -84,11 +86,13 @@ def test_seed_sigmoid_derivative_max_is_quarter_at_zero():
 
 
 def test_seed_tanh_derivative_and_identity():
+    """003-Q10-e1: tanh′(0) = 1 and tanh x = 2σ(2x) - 1."""
     chex.assert_trees_all_close(jax.grad(A.tanh)(0.0), 1.0, rtol=1e-7)
     close(A.tanh(X), 2 * np.asarray(A.sigmoid(2 * X)) - 1)
 
 
 def test_seed_vanishing_gradient_chain():
+    """003-Q11-e2 (1, 0.25, 0.0625, 0.0156, 0.0039); 003-Q11-e1 (0.25¹⁰ = 9.5×10⁻⁷)."""
     # ten sigmoid layers, each fed 0 (σ(x) − 0.5 keeps the next input at 0): σ'(0)^10
     def chain(x, k):
         for _ in range(k):
@@ -104,8 +108,8 @@ def test_seed_vanishing_gradient_chain():
 
 
 @pytest.mark.parametrize("name, x_min, y_min", [
-    ("swish", -1.2785, -0.278465),
-    ("gelu", -0.7518, -0.169971),       # exact x·Φ(x)
+    ("swish", -1.2785, -0.278465),      # 003-Q12-e1: ≈ -0.278
+    ("gelu", -0.7518, -0.169971),       # exact x·Φ(x); 004-S1-e2: range ≈ (-0.17, +∞)
     ("gelu_tanh", -0.7525, -0.170041),  # tanh approximation: a different minimum
 ])
 def test_seed_minimum(name, x_min, y_min):

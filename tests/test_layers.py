@@ -99,6 +99,7 @@ def test_prelu_matches_torch():
 
 
 def test_dropout_is_inverted_and_keeps_the_mean():
+    """000-e4 (dropout part): x̂ = 0 with probability p, else x / (1 - p)."""
     x = jnp.ones((200, 500))
     y, _ = jl.Dropout(0.3).apply({}, {}, x, key=KEY, training=True)
     y = np.asarray(y)
@@ -116,7 +117,7 @@ def test_flatten_and_reshape_against_numpy():
     x = RNG.normal(size=(2, 7, 7, 5)).astype(np.float32)
     chex.assert_trees_all_equal(jl.Flatten().apply({}, {}, x)[0], x.reshape(2, 245))
     chex.assert_trees_all_equal(jl.Reshape((35, -1)).apply({}, {}, x)[0], x.reshape(2, 35, 7))
-    assert jl.output_shape(jl.Flatten(), (1, 7, 7, 512)) == (1, 25_088)  # seed 004
+    assert jl.output_shape(jl.Flatten(), (1, 7, 7, 512)) == (1, 25_088)  # seed 004, 004-S2-e5
 
 
 # --- bad input: each raises at trace (or construction) time naming the layer ---------------

@@ -39,6 +39,7 @@ def close(got, want):
 # --- seed 003 Q1 / Q9 worked examples -------------------------------------------------
 
 def test_seed_mse_043():
+    """003-Q1-e1: MSE of y = [5, 8, 3], ŷ = [4.5, 9, 3.2] is 1.29 / 3 = 0.43."""
     y, y_hat = np.array([5.0, 8.0, 3.0]), np.array([4.5, 9.0, 3.2])
     chex.assert_trees_all_close(L.mse(y_hat, y, reduction="none"), np.asarray([0.25, 1.00, 0.04]), rtol=1e-5)
     chex.assert_trees_all_close(L.mse(y_hat, y, reduction="sum"), 1.29, rtol=1e-6)
@@ -49,6 +50,7 @@ def test_seed_mse_043():
 @pytest.mark.parametrize("y, p, want", [(1.0, 0.99, 0.010050), (1.0, 0.01, 4.605170),
                                         (0.0, 0.01, 0.010050), (0.0, 0.99, 4.605170)])
 def test_seed_bce(y, p, want):
+    """003-Q1-e2: one-sample BCE ≈ 0.01 and ≈ 4.6 (natural log)."""
     got = L.binary_crossentropy(np.array([p]), np.array([y]))
     chex.assert_trees_all_close(got, want, atol=1e-5, rtol=1e-7)
     logit = np.log(p / (1 - p))
@@ -57,6 +59,7 @@ def test_seed_bce(y, p, want):
 
 
 def test_seed_cce_085_and_005():
+    """003-Q1-e3 (ŷ₃ = 0.85: 0.16) and 003-Q1-e4 (ŷ₃ = 0.05: 3.0)."""
     y = np.eye(10)[3][None]
     p1 = np.array([[0.01, 0.01, 0.05, 0.85, 0.02, 0.01, 0.02, 0.01, 0.01, 0.01]])
     got = float(L.categorical_crossentropy(p1, y))
@@ -73,6 +76,7 @@ def test_seed_cce_085_and_005():
 
 
 def test_seed_softmax_ce_gradient():
+    """003-Q9-e2: ∂L/∂z = ŷ - y = [0.3, 0.5, -0.8]."""
     y_hat, y = np.array([0.3, 0.5, 0.2]), np.array([0.0, 0.0, 1.0])  # "class 2"
     z = jnp.log(jnp.asarray(y_hat, jnp.float32))[None]  # softmax(log ŷ) = ŷ
     want = np.asarray([[0.3, 0.5, -0.8]])

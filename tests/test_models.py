@@ -96,6 +96,7 @@ def _summary_rows(model, shape):
 @pytest.mark.parametrize("name,builder,kwargs,shape,expected,_", MAIN,
                          ids=[m[0] for m in MAIN])
 def test_parameter_count_matches_reference(name, builder, kwargs, shape, expected, _):
+    # 004-S2-e8: LeNet-5, AlexNet (two-tower), VGG-16 and ResNet-50 among them
     assert _count(builder(**kwargs), shape) == expected
 
 
@@ -199,6 +200,7 @@ def test_alexnet_torchvision_adapts_any_input_to_6x6():
 
 
 def test_vgg16_block_counts():
+    # 003-Q15-e4: the per-block counts and the 138,357,544 total
     params, _ = _abstract(models.vgg16(), IMAGENET)
     blocks = [jl.count_params(params["features"][f"block{i}"]) for i in range(1, 6)]
     assert blocks == [38_720, 221_440, 1_475_328, 5_899_776, 7_079_424]
@@ -209,8 +211,9 @@ def test_vgg16_block_counts():
 
 
 def test_vgg16_seed_003_block1_slip_is_recorded():
-    # Seed 003 prints block 1 as "2×(3×3×3×64+64) = 2×1,792 = 3,584": both convs counted
-    # as 3 -> 64. The second conv sees the first's 64 channels: 1,792 + 36,928 = 38,720.
+    # 003-Q15-e4: seed 003 prints block 1 as "2×(3×3×3×64+64) = 2×1,792 = 3,584": both
+    # convs counted as 3 -> 64. The second conv sees the first's 64 channels:
+    # 1,792 + 36,928 = 38,720.
     first = _count(Conv2D(64, 3, padding=1), (1, 224, 224, 3))
     second = _count(Conv2D(64, 3, padding=1), (1, 224, 224, 64))
     assert (first, second) == (1_792, 36_928)

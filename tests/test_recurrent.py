@@ -360,6 +360,7 @@ def _count(layer, d):
 
 
 def test_seed_parameter_counts():
+    """003-Q17-e2 (SimpleRNN 91,392) and 004-S3-e1 (LSTM ~4H(H+D), GRU ~3H(H+D))."""
     assert _count(SimpleRNN(256), 100) == 256 * (100 + 256 + 1) == 91_392  # seed 003 Q17
     for hidden, d in [(256, 100), (7, 3)]:  # seed 004: ~4H(H+D), ~3H(H+D) plus biases
         assert _count(LSTM(hidden), d) == 4 * hidden * (hidden + d + 1)

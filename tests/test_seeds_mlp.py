@@ -15,11 +15,13 @@ rng = np.random.default_rng(0)
 # --- 003 Q2 / Q3: gradients -----------------------------------------------------------
 
 def test_gradient_of_x2_plus_y2_at_3_4():
+    """003-Q2-e1: ∇(x² + y²) at (3, 4) is (6, 8)."""
     g = jax.grad(lambda v: v[0] ** 2 + v[1] ** 2)(jnp.array([3.0, 4.0]))
     chex.assert_trees_all_equal(g, np.asarray([6.0, 8.0]))
 
 
 def test_chain_rule_3x_plus_2_squared():
+    """003-Q3-e1: d/dx (3x + 2)² = 6(3x + 2)."""
     f = lambda x: (3 * x + 2) ** 2  # noqa: E731
     assert float(jax.grad(f)(1.0)) == 30.0
     for x in (-2.0, 0.0, 0.5, 3.0):
@@ -29,6 +31,7 @@ def test_chain_rule_3x_plus_2_squared():
 # --- 003 Q6: the MNIST MLP 784 -> 256 -> 128 -> 10 ------------------------------------
 
 def test_mnist_mlp_parameter_count():
+    """003-Q6-e2: 200,960 + 32,896 + 1,290 = 235,146."""
     model = jl.serial(jl.Dense(256, activation="relu"), jl.Dense(128, activation="relu"),
                       jl.Dense(10))
     params, _ = jax.eval_shape(lambda k: model.init(k, (32, 784)), KEY)
@@ -45,6 +48,7 @@ def test_mnist_mlp_parameter_count():
 # --- 003 Q8: two linear layers collapse to one ----------------------------------------
 
 def test_two_linear_layers_collapse_to_one():
+    """003-Q8-e2: W′ = W₂W₁, b′ = W₂b₁ + b₂."""
     x = jnp.asarray(rng.normal(size=(4, 5)), jnp.float32)
     two = jl.serial(jl.Dense(6), jl.Dense(3))
     params, state = two.init(KEY, x.shape)
@@ -81,6 +85,7 @@ def _random_affine(c):
 
 @pytest.mark.parametrize("shape", [(8, 5), (4, 3, 2, 5)])
 def test_batchnorm_training_and_running_state(shape):
+    """000-e4 (BatchNorm): μ, biased σ², x̂ = (x - μ)/√(σ² + ε), y = γx̂ + β."""
     x = (3 + 2 * rng.normal(size=shape)).astype(np.float32)
     axes = tuple(range(len(shape) - 1))
     layer = jl.BatchNorm()  # momentum 0.99, epsilon 1e-3 (Keras)
