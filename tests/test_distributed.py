@@ -194,7 +194,8 @@ def test_fit_on_a_mesh_of_one_device_equals_fit_without_a_mesh():
 
 
 def test_param_specs_take_the_first_matching_rule_and_replicate_the_rest():
-    params, _ = jl.models.lenet5().init(jax.random.key(0), (1, 32, 32, 1))
+    params, _ = jax.eval_shape(lambda: jl.models.lenet5().init(jax.random.key(0),
+                                                               (1, 32, 32, 1)))
     dp = jl.distributed.data_parallel(_mesh1("data", "model"), param_rules={
         "classifier/fc3/*": P(), "classifier/*/kernel": ("data", "model"),
         "features/*/kernel": P(None, None, None, "model")})
