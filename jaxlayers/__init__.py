@@ -12,6 +12,7 @@ from jaxlayers import activations as activations
 from jaxlayers import attention as attention
 from jaxlayers import callbacks as callbacks
 from jaxlayers import checkpoint as checkpoint
+from jaxlayers import distributed as distributed
 from jaxlayers import initializers as initializers
 from jaxlayers import interop as interop
 from jaxlayers import losses as losses
@@ -145,7 +146,7 @@ __all__ = sorted([
     # types, functions and modules
     "CheckpointManager", "EarlyStopping", "GradcheckError", "Layer", "Masked", "Summary",
     "SummaryRow", "TrainState", "activations", "attention", "callbacks", "check_ids",
-    "checkpoint", "evaluate", "count_params", "fit", "frozen", "generate", "gradcheck",
+    "checkpoint", "distributed", "evaluate", "count_params", "fit", "frozen", "generate", "gradcheck",
     "gradcheck_layer", "initializers", "interop", "label_params", "losses", "metrics",
     "models",
     "output_shape", "path_mask", "path_strings", "predict", "regularizers", "reset_state", "restore", "save", "summary",

@@ -26,6 +26,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jaxlayers import distributed
 from jaxlayers import metrics as metrics_lib
 from jaxlayers._checks import check_int_at_least
 from jaxlayers.callbacks import Callback, History, ModelCheckpoint, copy_tree
@@ -221,7 +222,9 @@ def _add(sums, values, count):
     return {k: sums[k] + jnp.asarray(values[k], jnp.float32) * count for k in sums}
 
 
-def _fit_fns(model, loss, optimizer, penalty, metric_fns):
+def _fit_fns(model, loss, optimizer, penalty, metric_fns, out_shardings=None):
+    """fit's jitted train and eval steps; out_shardings (on a mesh) pins the train step's
+    outputs to its inputs' placement, so every step sees the first one's shardings."""
     def build():
         raw_step = step_fn(model, loss, optimizer, penalty, metric_fns, "fit")
         raw_eval = eval_fn(model, loss, penalty, metric_fns, True, "fit")
@@ -238,10 +241,14 @@ def _fit_fns(model, loss, optimizer, penalty, metric_fns):
         def eval_sums(params, state, sums, x, y):
             return _add(sums, raw_eval(params, state, x, y), jax.tree.leaves(y)[0].shape[0])
 
-        return (jax.jit(train_step, donate_argnums=(0, 1, 2, 3)),
+        pinned = {} if out_shardings is None else {"out_shardings": out_shardings}
+        return (jax.jit(train_step, donate_argnums=(0, 1, 2, 3), **pinned),
                 jax.jit(eval_sums, donate_argnums=(2,)))
 
-    return _compiled(model, ("fit", loss, optimizer, penalty, tuple(metric_fns.items())), build)
+    placement = (None if out_shardings is None else  # NamedShardings hash; trees do not
+                 (jax.tree.structure(out_shardings), tuple(jax.tree.leaves(out_shardings))))
+    return _compiled(model, ("fit", loss, optimizer, penalty, tuple(metric_fns.items()),
+                             placement), build)
 
 
 def _eval_fns(model, loss, penalty, metric_fns, want_loss):
@@ -266,9 +273,12 @@ def _means(sums, count: int, names) -> dict[str, float]:
     return {k: float(host[k]) / count for k in names}
 
 
-def _run_eval(eval_sums, params, state, source, names):
+def _run_eval(eval_sums, params, state, source, names, dp=None):
     sums, seen = _zeros(names), 0
     for x, y, n in source.batches([], 0, False):
+        if dp is not None:  # a short last batch is replicated, not split
+            x, y = dp.shard_batch((x, y), replicate_uneven=True)
+            n = jax.tree.leaves(y)[0].shape[0]
         sums = eval_sums(params, state, sums, x, y)
         seen += n
     return _means(sums, seen, names)
@@ -350,7 +360,8 @@ def fit(model, start, data, *, loss: Callable, optimizer, epochs: int,
         penalty: Callable | None = None, callbacks: Iterable[Callback] = (),
         shuffle: bool = True, drop_remainder: bool | None = None,
         steps_per_epoch: int | None = None, checkpoint_dir=None, keep: int | None = 3,
-        resume: bool = False, progress: bool = True, verbose: bool = True):
+        resume: bool = False, progress: bool = True, verbose: bool = True, mesh=None,
+        data_axis="data", param_rules=None):
     """Train `model` for `epochs` more epochs: returns (train_state, history).
 
     start: a `jl.TrainState` to continue (its params, state, optimizer state, key, step
@@ -375,6 +386,19 @@ def fit(model, start, data, *, loss: Callable, optimizer, epochs: int,
     first fixes shapes and dtypes; a smaller last batch is run (default) or skipped with
     drop_remainder=True. steps_per_epoch: batches per epoch (needed for an endless stream).
     Evaluation uses every sample, in batches of `batch_size`.
+
+    Devices. mesh=None trains on the default device. Given a `jax.sharding.Mesh`, fit
+    places the run once (`jl.distributed.data_parallel(mesh, data_axis,
+    param_rules=param_rules).place`: params by the rules, the optimizer state like them,
+    everything else replicated), splits every batch along axis 0 over the data axis, and
+    runs the same jitted step, which XLA's SPMD partitioner (GSPMD) partitions: gradients
+    and BatchNorm's batch statistics are the global batch's, so the run computes what it
+    computes on one device, up to float32 summation order. Every training batch must be
+    a multiple of the data axis's size; a short evaluation batch that is not is
+    replicated. The returned TrainState stays on the mesh (`jax.device_get` or
+    `jl.save` brings it to the host). With several processes (`jl.distributed.
+    initialize`), each passes its own share of the data (`jl.distributed.local_data`,
+    the same number of samples everywhere) and batch_size is per process.
 
     history: a `jl.callbacks.History`: history["loss"], ["accuracy"], ["val_loss"], ...,
     one float per epoch of this call. "loss" and the training metrics are means over the
@@ -401,6 +425,9 @@ def fit(model, start, data, *, loss: Callable, optimizer, epochs: int,
         one, and run only the epochs left to reach start.epoch + epochs.
       progress: a tqdm bar per epoch on a terminal (tqdm is in the 'examples' extra);
         otherwise one line per epoch. verbose: False prints nothing.
+      mesh, data_axis, param_rules: see Devices; data_axis is the mesh axis the batch
+        is split over, param_rules {pattern: PartitionSpec} shards params by path, e.g.
+        {"*/kernel": P(None, "model")} (`jl.distributed.data_parallel`).
 
     A KeyboardInterrupt or an exception (in a step or a callback) propagates; the last
     checkpoint written stays complete and restorable (checkpoints are atomic).
@@ -409,7 +436,9 @@ def fit(model, start, data, *, loss: Callable, optimizer, epochs: int,
       ValueError: bad data (x and y of different lengths, empty data or stream, batches of
         changing shapes), batch_size < 1 or above n with drop_remainder, epochs < 0, an
         unknown metric, a callback's monitor that is not logged, resume without
-        checkpoint_dir, a checkpoint of another model.
+        checkpoint_dir, a checkpoint of another model; on a mesh: a batch size the data
+        axis does not divide, an axis the mesh lacks, a param rule matching nothing or
+        splitting a dimension unevenly, param_rules without mesh.
       TypeError: model, loss, optimizer, key, start or a callback of the wrong kind.
     """
     where = "fit"
@@ -424,6 +453,16 @@ def fit(model, start, data, *, loss: Callable, optimizer, epochs: int,
         key = typed_key(where, key)
     ts = _start(where, start, optimizer, key)
     train = _source(where, "data", data, batch_size, drop_remainder, steps_per_epoch)
+    dp = None
+    if mesh is not None:
+        dp = distributed._make(where, mesh, data_axis, param_rules)
+        if isinstance(train, _Arrays):
+            dp.check_batch_size(where, "batch_size", train.batch_size)
+            if train.steps * train.batch_size > train.n:  # a short last batch is run
+                dp.check_batch_size(where, "the last batch (drop_remainder=False) of",
+                                    train.n % train.batch_size)
+    elif param_rules is not None:
+        raise ValueError("fit: param_rules need mesh=, the mesh the params are sharded over.")
     val = None
     if validation_data is not None:
         val = _source(where, "validation_data", validation_data,
@@ -446,8 +485,11 @@ def fit(model, start, data, *, loss: Callable, optimizer, epochs: int,
 
     # Copies: the steps donate their inputs, and the caller's arrays must survive fit (an
     # optimizer state may also hold the params themselves, as optax.lookahead's does).
-    params, state, opt_state, run_key = copy_tree((ts.params, ts.state, ts.opt_state,
-                                                   typed_key(where, ts.key)))
+    # On a mesh, placing the run below makes the copies.
+    params, state, opt_state, run_key = (ts.params, ts.state, ts.opt_state,
+                                         typed_key(where, ts.key))
+    if dp is None:
+        params, state, opt_state, run_key = copy_tree((params, state, opt_state, run_key))
     ts = TrainState(params, state, opt_state, run_key, int(ts.step), int(ts.epoch))
     target = ts.epoch + epochs
     if resume:
@@ -459,9 +501,16 @@ def fit(model, start, data, *, loss: Callable, optimizer, epochs: int,
             if verbose:
                 print(f"Resumed from {manager.path(ts.step)} (epoch {ts.epoch}, "
                       f"step {ts.step}).", flush=True)
+    out_shardings = None
+    if dp is not None:
+        ts = dp.place(ts, optimizer)
+        out_shardings = tuple(jax.tree.map(lambda a: a.sharding, tree)
+                              for tree in (ts.params, ts.state, ts.opt_state))
+        out_shardings += (dp.replicated, dp.replicated)  # the sums and the batch's values
     names = ("loss",) + tuple(metric_fns)
     logged = names + (tuple(f"val_{k}" for k in names) if val is not None else ())
-    train_step, eval_step = _fit_fns(model, loss, optimizer, penalty, metric_fns)
+    train_step, eval_step = _fit_fns(model, loss, optimizer, penalty, metric_fns,
+                                     out_shardings)
     if val is not None:
         eval_step = _eval_fns(model, loss, penalty, metric_fns, True)
     per_batch = [cb for cb in callbacks if _overrides(cb, "on_batch_end")]
@@ -479,6 +528,9 @@ def fit(model, start, data, *, loss: Callable, optimizer, epochs: int,
             sums, seen = _zeros(names), 0
             params, state, opt_state, step = ts.params, ts.state, ts.opt_state, ts.step
             for x, y, n in train.batches(seed, epoch, shuffle):
+                if dp is not None:
+                    x, y = dp.shard_batch((x, y))
+                    n = jax.tree.leaves(y)[0].shape[0]  # all processes' samples
                 params, state, opt_state, sums, values = train_step(
                     params, state, opt_state, sums, x, y, ts.key, step)
                 step, seen = step + 1, seen + n
@@ -492,7 +544,7 @@ def fit(model, start, data, *, loss: Callable, optimizer, epochs: int,
                             epoch=epoch + 1)
             logs = _means(sums, seen, names)
             if val is not None:
-                val_logs = _run_eval(eval_step, params, state, val, names)
+                val_logs = _run_eval(eval_step, params, state, val, names, dp)
                 logs.update({f"val_{k}": val_logs[k] for k in names})
             bar.end(epoch, logs)
             stops = [cb for cb in callbacks if cb.on_epoch_end(epoch, logs, ts)]
