@@ -286,9 +286,13 @@ def restore(path, like=None):
             raise ValueError(f"{where}: {info['path']!r} is {info['dtype']}{tuple(info['shape'])} "
                              f"in the checkpoint, {dtype}{shape} in the target.")
         if info["kind"] != "key" and isinstance(target, (jax.Array, jax.ShapeDtypeStruct)):
+            # a placement over several devices (a mesh) is kept; a single-device target
+            # gets an uncommitted array, as jnp.asarray makes and jit steps expect (a
+            # committed copy would compile fit's step once more after a resume)
             sharding = getattr(target, "sharding", None)
-            value = (jax.device_put(value, sharding) if sharding is not None
-                     else jnp.asarray(value))
+            value = (jnp.asarray(value) if sharding is None
+                     or isinstance(sharding, jax.sharding.SingleDeviceSharding)
+                     else jax.device_put(value, sharding))
         out_leaves.append(value)
     return jax.tree_util.tree_unflatten(treedef, out_leaves)
 

@@ -409,3 +409,19 @@ def test_progress_is_one_line_per_epoch_when_stderr_is_no_terminal(capsys):
     out, err = capsys.readouterr()
     assert out.count("Epoch ") == 2 and "Epoch 2/2" in out and "accuracy" in out
     assert err == ""  # no bar drawn into a log file
+
+
+def test_resuming_does_not_compile_the_train_step_again(tmp_path, caplog):
+    """A restored TrainState has the placement fit's own arrays have: the step compiled
+    for the first run serves the resumed one (a committed restore compiled it twice more)."""
+    import logging
+
+    model, (x, y) = _model(), _data()
+    start = _init(model)
+    kw = dict(optimizer=optax.sgd(0.1), key=KEY, checkpoint_dir=tmp_path, **KW)
+    jl.fit(model, start, (x, y), epochs=1, **kw)
+    with jax.log_compiles(), caplog.at_level(logging.WARNING):
+        jl.fit(model, start, (x, y), epochs=3, resume=True, **kw)
+    compiled = [r.getMessage() for r in caplog.records
+                if "Compiling jit(train_step)" in r.getMessage()]
+    assert compiled == [], compiled[:1]
