@@ -66,6 +66,9 @@ from jaxlayers.layers.recurrent import LSTM as LSTM
 from jaxlayers.layers.recurrent import SimpleRNN as SimpleRNN
 from jaxlayers.layers.recurrent import reset_state as reset_state
 from jaxlayers.layers.wrappers import Bidirectional as Bidirectional
+from jaxlayers.layers import crf as crf
+from jaxlayers.layers.crf import CRF as CRF
+from jaxlayers.layers.crf import CRFOutput as CRFOutput
 from jaxlayers.layers.conv import Conv1D as Conv1D
 from jaxlayers.layers.conv import Conv2D as Conv2D
 from jaxlayers.layers.conv import Conv3D as Conv3D
@@ -128,7 +131,7 @@ from jaxlayers.layers.shape import Reshape as Reshape
 __all__ = sorted([
     # layers (every one is in tests/registry.py; a test over __all__ checks it)
     "Activation", "AdaptiveAvgPool2D", "Add", "Attention", "AvgPool1D", "AvgPool2D", "AvgPool3D",
-    "BatchNorm", "Bidirectional", "Branches", "Concatenate", "Conv1D", "Conv1DTranspose",
+    "BatchNorm", "Bidirectional", "Branches", "CRF", "Concatenate", "Conv1D", "Conv1DTranspose",
     "Conv2D", "Conv2DTranspose", "Conv3D", "Conv3DTranspose", "Cropping1D", "Cropping2D",
     "Cropping3D", "CrossChannelNormalization", "Dense", "DepthwiseConv2D", "Dropout",
     "Embedding", "FeedForward", "Flatten", "GRU", "GlobalAvgPool1D", "GlobalAvgPool2D", "GlobalAvgPool3D",
@@ -144,9 +147,10 @@ __all__ = sorted([
     # cells for a scan of your own
     "Cell", "GRUCell", "LSTMCell", "SimpleRNNCell",
     # types, functions and modules
-    "CheckpointManager", "EarlyStopping", "GradcheckError", "Layer", "Masked", "Summary",
-    "SummaryRow", "TrainState", "activations", "attention", "callbacks", "check_ids",
-    "checkpoint", "distributed", "evaluate", "count_params", "fit", "frozen", "generate", "gradcheck",
+    "CRFOutput", "CheckpointManager", "EarlyStopping", "GradcheckError", "Layer", "Masked",
+    "Summary", "SummaryRow", "TrainState", "activations", "attention", "callbacks",
+    "check_ids", "checkpoint", "crf", "distributed", "evaluate", "count_params", "fit",
+    "frozen", "generate", "gradcheck",
     "gradcheck_layer", "initializers", "interop", "label_params", "losses", "metrics",
     "models",
     "output_shape", "path_mask", "path_strings", "predict", "regularizers", "reset_state", "restore", "save", "summary",

@@ -20,9 +20,10 @@ import jax.numpy as jnp
 import optax
 
 from jaxlayers._checks import check_one_of
+from jaxlayers.layers import crf as _crf
 
 __all__ = ["mse", "mae", "huber", "binary_crossentropy", "categorical_crossentropy",
-           "sparse_categorical_crossentropy", "hinge", "kl_divergence", "EPSILON",
+           "sparse_categorical_crossentropy", "hinge", "kl_divergence", "crf_nll", "EPSILON",
            "REDUCTIONS"]
 
 REDUCTIONS = ("mean", "sum", "none")
@@ -314,3 +315,44 @@ def kl_divergence(predictions, targets, *, reduction: str = "mean"):
     log_t = jnp.log(jnp.where(t > 0, t, 1.0))
     terms = jnp.sum(t * (log_t - jnp.log(jnp.clip(p, EPSILON, 1.0))), axis=-1)
     return _reduce(terms, reduction)
+
+
+def crf_nll(predictions, targets, *, reduction: str = "mean"):
+    """Negative log-likelihood of tag sequences under a linear-chain CRF, per sequence:
+
+      −log p(y | emit) = log Z − score(y),
+      score(y) = start[y_1] + Σ_t emit[t, y_t] + Σ_{t>1} transitions[y_{t-1}, y_t] + end[y_T]
+
+    with log Z by the forward algorithm (`jl.CRF` gives the recursion), over the valid
+    steps of each sequence. "mean" averages over sequences (a sequence with no valid step
+    counts 0), as pytorch-crf's reduction="mean"; divide a "sum" by the number of valid
+    tokens for its "token_mean".
+
+    Shapes: predictions a `jl.CRFOutput` (what `jl.CRF` returns: emissions (N, T, K),
+    mask, transitions, start, end); targets int (N, T). Output: a scalar, or (N,) for
+    "none"; in at least float32.
+
+    Args:
+      predictions: the `jl.CRFOutput` of a `jl.CRF` layer.
+      targets: the gold tags; values at padded steps are ignored (pad with anything).
+      reduction: "mean" (default), "sum" or "none".
+
+    Raises:
+      ValueError: unknown `reduction`; targets not of shape (N, T); concrete targets
+        outside [0, K) at a valid step (under jit they give NaN instead).
+      TypeError: predictions not a `jl.CRFOutput`; non-integer targets.
+
+    TensorFlow Addons returns log-likelihoods (`crf_log_likelihood`, maximised); this is
+    a loss to minimise, like pytorch-crf's `-crf(emissions, tags)`.
+    """
+    check_one_of("crf_nll", "reduction", reduction, REDUCTIONS)
+    if not isinstance(predictions, _crf.CRFOutput):
+        raise TypeError(f"crf_nll: predictions must be the jl.CRFOutput of a jl.CRF layer, "
+                        f"got {type(predictions).__name__}; end the model with jl.CRF(K).")
+    p = predictions
+    emit, trans, start, end, mask = _crf._potentials("crf_nll", p.emissions, p.transitions,
+                                                     p.start, p.end, p.mask)
+    tags = _crf._check_tags("crf_nll", targets, mask, emit.shape[-1])
+    nll = _crf._forward(emit, trans, start, end, mask) - _crf._score(emit, tags, trans,
+                                                                     start, end, mask)
+    return _reduce(nll, reduction)

@@ -481,3 +481,7 @@ CASES += CNN_CASES + RNN_CASES
 from registry_attention import ATTENTION_CASES  # noqa: E402
 
 CASES += ATTENTION_CASES
+
+from registry_crf import CRF_CASES  # noqa: E402
+
+CASES += CRF_CASES

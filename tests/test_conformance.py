@@ -116,6 +116,7 @@ NOT_LAYERS = {
     "Cell", "GRUCell", "LSTMCell", "SimpleRNNCell",  # one-step cells for lax.scan, not Layers
     "CheckpointManager", "EarlyStopping", "GradcheckError", "TrainState", "Layer", "Masked", "Summary", "SummaryRow",  # types
     "Sequential",  # the alias of serial, registered as serial
+    "CRFOutput",  # the type jl.CRF returns
 }
 
 
