@@ -116,6 +116,7 @@ NOT_LAYERS = {
     "Cell", "GRUCell", "LSTMCell", "SimpleRNNCell",  # one-step cells for lax.scan, not Layers
     "CheckpointManager", "EarlyStopping", "GradcheckError", "TrainState", "Layer", "Masked", "Summary", "SummaryRow",  # types
     "Sequential",  # the alias of serial, registered as serial
+    "DynamicLossScale", "Policy",  # mixed-precision values (jl.mixed_precision is the layer)
 }
 
 
@@ -127,8 +128,8 @@ def _public_layers():
         value = getattr(jl, name)
         if name in NOT_LAYERS or inspect.ismodule(value) or not callable(value):
             continue
-        if name[0].isupper() or name in ("compose", "fanout", "parallel", "repeat",
-                                         "residual", "serial"):
+        if name[0].isupper() or name in ("compose", "fanout", "mixed_precision", "parallel",
+                                         "repeat", "residual", "serial"):
             names.append(name)
     return names
 
