@@ -123,6 +123,25 @@ def test_the_convolutions_and_matmuls_of_lenet_run_in_bfloat16_forward_and_backw
     assert all(dt == ("float32", "float32") for _, dt in plain), plain
 
 
+def test_a_users_own_layer_that_casts_nothing_computes_in_bfloat16_too():
+    """jaxlayers' layers cast their params to the input's dtype themselves; a user's
+    jl.Layer writing x @ w does not, so the policy's own cast of the params is what puts
+    its matmul in bfloat16 (x @ w with a float32 w would promote back to float32)."""
+    def init(key, spec):
+        return {"w": jax.random.normal(key, (spec.shape[-1], 3))}, {}
+
+    def apply(params, state, x, *, key=None, training=False):
+        return x @ params["w"], state
+
+    model = jl.mixed_precision(jl.Layer(init, apply), BF16)
+    x = _mlp_data()
+    params, state = model.init(KEY, x.shape)
+    ops = _operand_dtypes(lambda p, x: model.apply(p, state, x)[0], params, x,
+                          primitives={"dot_general"})
+    assert ops == [("dot_general", ("bfloat16", "bfloat16"))], ops
+    assert model.apply(params, state, x)[0].dtype == jnp.float32
+
+
 def test_bfloat16_output_matches_a_bfloat16_numpy_emulation_not_float32():
     """Dense(16, relu) -> Dense(4) with each op rounded to bfloat16 in NumPy (ml_dtypes):
     the policy's output is within a few bfloat16 ulps of it (XLA may keep excess precision
