@@ -48,6 +48,7 @@ WORKLOADS = {
     "lstm": "benchmarks.rnn:LSTM",
     "gru": "benchmarks.rnn:GRU",
     "transformer": "benchmarks.transformer",
+    "precision": "benchmarks.precision",
 }
 
 TARGET = 1.02      # jaxlayers / hand-written JAX: the goal (DESIGN.md §5)

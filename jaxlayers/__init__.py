@@ -18,6 +18,7 @@ from jaxlayers import interop as interop
 from jaxlayers import losses as losses
 from jaxlayers import metrics as metrics
 from jaxlayers import models as models
+from jaxlayers import precision as precision
 from jaxlayers import regularizers as regularizers
 from jaxlayers import testing as testing
 from jaxlayers import train as train
@@ -47,6 +48,9 @@ from jaxlayers.core import Masked as Masked
 from jaxlayers.core import count_params as count_params
 from jaxlayers.core import output_shape as output_shape
 from jaxlayers.models._gpt import generate as generate
+from jaxlayers.precision import DynamicLossScale as DynamicLossScale
+from jaxlayers.precision import Policy as Policy
+from jaxlayers.precision import mixed_precision as mixed_precision
 from jaxlayers.callbacks import EarlyStopping as EarlyStopping
 from jaxlayers.fit import evaluate as evaluate
 from jaxlayers.fit import fit as fit
@@ -144,6 +148,8 @@ __all__ = sorted([
     "ZeroPadding2D", "ZeroPadding3D",
     # combinators
     "Sequential", "compose", "fanout", "parallel", "repeat", "residual", "serial",
+    # mixed precision: a dtype policy over a whole model, loss scaling for float16
+    "DynamicLossScale", "Policy", "mixed_precision", "precision",
     # cells for a scan of your own
     "Cell", "GRUCell", "LSTMCell", "SimpleRNNCell",
     # types, functions and modules

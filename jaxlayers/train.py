@@ -40,6 +40,7 @@ import optax
 
 from jaxlayers import metrics as metrics_lib
 from jaxlayers.core import Layer, as_layer
+from jaxlayers.precision import DynamicLossScale, all_finite, select_tree
 
 __all__ = ["TrainState", "make_train_step", "make_eval_step"]
 
@@ -119,35 +120,70 @@ def _scalar(where: str, value):
     return value
 
 
-def step_fn(model, loss_fn, optimizer, penalty, metric_fns=None, where="make_train_step"):
+def step_fn(model, loss_fn, optimizer, penalty, metric_fns=None, where="make_train_step", *,
+            loss_scale=None):
     """The un-jitted train step; given `metric_fns` (a dict, maybe empty) it also returns
-    {name: metric(predictions, y)} of the batch, from the training-mode predictions."""
+    {name: metric(predictions, y)} of the batch, from the training-mode predictions.
+    With `loss_scale` (a `jl.DynamicLossScale`) opt_state is (optimizer state, scale) and the
+    step scales the loss, unscales the gradients and skips a non-finite step
+    (`make_train_step`)."""
     with_metrics = metric_fns is not None
 
-    def objective(params, state, x, y, key):
+    def objective(params, state, x, y, key, scale):
         predictions, new_state = model.apply(params, state, x, key=key, training=True)
         value = _scalar(where, loss_fn(predictions, y))
         if penalty is not None:
             value = value + penalty(params)
-        return value, ((new_state, predictions) if with_metrics else new_state)
+        aux = (new_state, predictions) if with_metrics else new_state
+        if scale is None:
+            return value, aux
+        return scale.scale(value), (value, aux)
 
     grad_fn = jax.value_and_grad(objective, has_aux=True)
 
     def step(params, state, opt_state, x, y, key):
-        (value, aux), grads = grad_fn(params, state, x, y, key)
-        updates, opt_state = optimizer.update(grads, opt_state, params)
-        params = optax.apply_updates(params, updates)
+        scale = None
+        if loss_scale is not None:
+            opt_state, scale = _scaled_opt_state(where, opt_state, loss_scale)
+        (value, aux), grads = grad_fn(params, state, x, y, key, scale)
+        if scale is not None:
+            value, aux = aux  # the unscaled loss, as reported without scaling
+            grads = scale.unscale(grads)
+        updates, new_opt_state = optimizer.update(grads, opt_state, params)
+        new_params = optax.apply_updates(params, updates)
+        new_state, predictions = aux if with_metrics else (aux, None)
+        if scale is not None:
+            # a non-finite gradient skips the whole step: params, layer state (BatchNorm
+            # statistics of an overflowed forward pass) and optimizer state stay as they were
+            finite = all_finite(grads)
+            new_params, new_state, new_opt_state = select_tree(
+                finite, (new_params, new_state, new_opt_state), (params, state, opt_state))
+            new_opt_state = (new_opt_state, scale.adjust(finite))
         if not with_metrics:
-            return params, aux, opt_state, value
-        new_state, predictions = aux
+            return new_params, new_state, new_opt_state, value
         values = {name: fn(predictions, y) for name, fn in metric_fns.items()}
-        return params, new_state, opt_state, value, values
+        return new_params, new_state, new_opt_state, value, values
 
     return step
 
 
+def _scaled_opt_state(where: str, opt_state, loss_scale):
+    """(optimizer state, DynamicLossScale) from the carried opt_state, else a TypeError."""
+    if not (isinstance(opt_state, tuple) and len(opt_state) == 2
+            and isinstance(opt_state[1], DynamicLossScale)):
+        raise TypeError(f"{where}: with loss_scale=, opt_state must be the pair "
+                        f"(optimizer_state, jl.DynamicLossScale), got {type(opt_state).__name__}; "
+                        f"start from (optimizer.init(params), loss_scale).")
+    if opt_state[1].config != loss_scale.config:
+        raise ValueError(f"{where}: the carried loss scale has (period, factor, "
+                         f"min_loss_scale) {opt_state[1].config}, but loss_scale= has "
+                         f"{loss_scale.config}.")
+    return opt_state
+
+
 def make_train_step(model, loss_fn: Callable, optimizer, *, penalty: Callable | None = None,
-                    jit: bool = True, donate: bool = False) -> Callable:
+                    jit: bool = True, donate: bool = False,
+                    loss_scale: DynamicLossScale | None = None) -> Callable:
     """One optimizer step, jit-compiled and pure:
 
         step(params, state, opt_state, x, y, key) -> (params, state, opt_state, loss)
@@ -159,6 +195,22 @@ def make_train_step(model, loss_fn: Callable, optimizer, *, penalty: Callable | 
     the update. The new layer state (BatchNorm running statistics) comes out of the forward
     pass through `value_and_grad(..., has_aux=True)`; nothing else is computed, so the step is
     what one writes by hand (benchmarks/ compares them).
+
+    Loss scaling (float16 compute, `jl.mixed_precision(model, jl.Policy(compute="float16"))`):
+    with `loss_scale=jl.DynamicLossScale(...)` the scale is carried state of the step, and
+    it rides in the opt_state slot, so the step's signature, a `jl.TrainState`, a
+    checkpoint and a `lax.scan` over steps carry it unchanged:
+
+        opt_state = (optimizer.init(params), jl.DynamicLossScale())
+        params, state, opt_state, loss = step(params, state, opt_state, x, y, key)
+        opt_state[1].loss_scale        # the current scale S
+
+    Math: g = unscale(∇_params scale(L)) = ∇(S·L) / S; if every g is finite, the update
+    above; otherwise params, state and the optimizer state are returned unchanged (the
+    step is skipped). The scale then adjusts (`DynamicLossScale.adjust`: grow after
+    `period` finite steps, shrink on an overflow). `loss` is the unscaled L. The update is
+    computed in either case and one side selected, as jmp does (no `lax.cond`: the two
+    branches compile to one program).
 
     Args:
       model: a jl.Layer.
@@ -174,17 +226,25 @@ def make_train_step(model, loss_fn: Callable, optimizer, *, penalty: Callable | 
         benchmarks/README.md), more for tiny models, neutral for large ones. Off by
         default: a donated array is deleted, and the caller's params must survive a step
         they did not ask to give up. With donate=True use the returned arrays only.
+      loss_scale: a `jl.DynamicLossScale`, the initial scale: turns on loss scaling, with
+        opt_state = (optimizer.init(params), loss_scale) (see above). The carried scale
+        must have this one's period, factor and min_loss_scale. None: no scaling.
 
     Raises:
-      TypeError: model, loss_fn, optimizer or penalty of the wrong kind.
-      ValueError: (trace time) loss_fn returns a non-scalar.
+      TypeError: model, loss_fn, optimizer, penalty or loss_scale of the wrong kind;
+        (trace time) with loss_scale, an opt_state that is not (optimizer state, scale).
+      ValueError: (trace time) loss_fn returns a non-scalar; a carried scale whose
+        period, factor or min_loss_scale differ from loss_scale's.
     """
     check_model("make_train_step", model)
     check_callable("make_train_step", "loss_fn", loss_fn, "loss(predictions, targets)")
     check_optimizer("make_train_step", optimizer)
     if penalty is not None:
         check_callable("make_train_step", "penalty", penalty, "penalty(params) -> scalar")
-    step = step_fn(model, loss_fn, optimizer, penalty)
+    if loss_scale is not None and not isinstance(loss_scale, DynamicLossScale):
+        raise TypeError(f"make_train_step: loss_scale must be a jl.DynamicLossScale or None, "
+                        f"got {loss_scale!r}.")
+    step = step_fn(model, loss_fn, optimizer, penalty, loss_scale=loss_scale)
     if not jit:
         return step
     return jax.jit(step, donate_argnums=(0, 1, 2) if donate else ())

@@ -269,6 +269,12 @@ def _ref_repeat_bn_dropout(params, state, x, training):
     return h
 
 
+def _ref_mixed_dense_bn(params, state, x, training):
+    """BatchNorm(Dense(3)(x)) from the stored (bfloat16) params, in float64: the policy's
+    float32 compute is the float32 model on the rounded params."""
+    return _np_batchnorm(params[1], state[1], _np_dense(params[0], x), training)
+
+
 def _ref_compose(params, state, x, training):
     """_forward: out(drop(norm(dense(x)))) + dense(x), dense shared; drop is the identity
     at inference."""
@@ -314,6 +320,13 @@ _ACTIVATIONS = [
          bad_inputs=(_float_only("Activation", (2, 5)),))
     for name in jl.activations.NAMES
 ]
+
+_POLICY_SKIPS = {
+    **{check: "the policy computes in its own dtype, not float64: finite differences of a "
+              "float32 computation measure rounding" for check in
+       ("jvp", "second_order", "gradients")},
+    "bfloat16": "the policy fixes the output dtype (float32) whatever the input's",
+}
 
 CASES = _ACTIVATIONS + [
     Case(jl.Activation, ("softmax",), dict(temperature=2.0, axis=1), (2, 3, 4),
@@ -446,6 +459,14 @@ CASES = _ACTIVATIONS + [
     Case(jl.repeat, (jl.serial(jl.BatchNorm(), jl.Dropout(0.25)), 2), {}, (4, 3),
          random=True, name="bn-dropout", reference=_ref_repeat_bn_dropout,
          bad_inputs=(_features("BatchNorm", 3, (4, 2)),)),
+    # float64 finite differences do not apply to a policy that computes in float32 by
+    # design, and its output dtype is the policy's, not the input's; tests/test_precision.py
+    # runs the other checks on a bfloat16-compute policy, and checks its gradients, dtypes
+    # and bfloat16 numbers (against a bfloat16 emulation: no float32 tolerance holds).
+    Case(jl.mixed_precision, (jl.serial(jl.Dense(3), jl.BatchNorm()),
+                              jl.Policy(params="bfloat16", compute="float32")), {}, (4, 5),
+         name="bf16-params", reference=_ref_mixed_dense_bn, skip=_POLICY_SKIPS,
+         bad_inputs=(_features("Dense", 5, (4, 6)), _float_only("Dense", (4, 5)))),
     Case(jl.compose, (_forward,), dict(dense=jl.Dense(4), norm=jl.LayerNorm(),
                                        drop=jl.Dropout(0.3), out=jl.Dense(4)),
          (3, 4), random=True, reference=_ref_compose,

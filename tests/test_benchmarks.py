@@ -163,3 +163,31 @@ def test_transformer_contenders_compute_the_same_function():
         pooled = encoder(torch.from_numpy(x)).mean(dim=1).numpy()
     chex.assert_trees_all_close(pooled @ np.asarray(head["kernel"]) + np.asarray(head["bias"]),
                                 np.asarray(want), rtol=1e-4, atol=1e-4)
+
+
+def test_precision_contenders_compute_the_same_bfloat16_function():
+    """benchmarks/precision.py: the hand-written bfloat16 step's forward, on the library's
+    weights, gives the bfloat16 policy's logits to bfloat16 rounding, and both sit near the
+    float32 logits (the timed steps compute one function, at two precisions)."""
+    import chex
+    import jax.numpy as jnp
+    import numpy as np
+
+    pr = _import("precision")
+    model, plain = pr.library_model("bfloat16"), pr.library_model("float32")
+    rng = np.random.default_rng(3)
+    x = jnp.asarray(rng.standard_normal((3, 7, pr.tf.D_MODEL)).astype(np.float32))
+    params, state = model.init(jax.random.key(2), x.shape)
+    params = jax.tree.map(lambda a: a + 0.1 * jnp.asarray(rng.standard_normal(a.shape),
+                                                          a.dtype), params)
+    want, _ = model.apply(params, state, x)
+    want32, _ = plain.apply(params, state, x)
+    with jax.numpy_rank_promotion("allow"):  # plain user code (see the tests above)
+        got = pr.forward_bf16(pr.hand_params(params), x)
+    assert got.dtype == want.dtype == jnp.float32
+    scale = float(jnp.max(jnp.abs(want32)))
+    # the same bfloat16 program written twice (equal bit for bit on jaxlib 0.10); an
+    # ulp of bfloat16 at the logits' scale allows XLA to round one fusion differently
+    chex.assert_trees_all_close(got, want, rtol=0, atol=2.0 ** -8 * scale)
+    chex.assert_trees_all_close(want, want32, rtol=0, atol=0.05 * scale)
+    assert float(jnp.max(jnp.abs(want - want32))) > 1e-4 * scale

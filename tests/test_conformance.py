@@ -117,6 +117,7 @@ NOT_LAYERS = {
     "CheckpointManager", "EarlyStopping", "GradcheckError", "TrainState", "Layer", "Masked", "Summary", "SummaryRow",  # types
     "Sequential",  # the alias of serial, registered as serial
     "CRFOutput",  # the type jl.CRF returns
+    "DynamicLossScale", "Policy",  # mixed-precision values (jl.mixed_precision is the layer)
 }
 
 
@@ -128,8 +129,8 @@ def _public_layers():
         value = getattr(jl, name)
         if name in NOT_LAYERS or inspect.ismodule(value) or not callable(value):
             continue
-        if name[0].isupper() or name in ("compose", "fanout", "parallel", "repeat",
-                                         "residual", "serial"):
+        if name[0].isupper() or name in ("compose", "fanout", "mixed_precision", "parallel",
+                                         "repeat", "residual", "serial"):
             names.append(name)
     return names
 

@@ -238,8 +238,14 @@ def _by_width(name: str, build, width_of, dropout: float) -> Layer:
     return Layer(init, apply, name=name)
 
 
-def _stack(block: Layer, num_layers: int, scan: bool, remat: bool) -> Layer:
+def _stack(name: str, block: Layer, num_layers: int, scan: bool, remat: bool) -> Layer:
     """num_layers copies, unrolled (a serial "0".."n-1") or under lax.scan (jl.repeat)."""
+    if remat and not scan:
+        # jax.checkpoint around unrolled blocks was measured (24 blocks, XLA:CPU): XLA
+        # scheduled the recomputation early and kept 2.21 GB of temporaries against 2.02 GB
+        # without it; under lax.scan the backward loop must recompute (0.14 GB).
+        raise ValueError(f"{name}: remat=True needs scan=True (the blocks are recomputed "
+                         f"in the backward lax.scan), got scan=False.")
     if scan:
         return repeat(block, num_layers, remat=remat)
     return serial(**{str(i): block for i in range(num_layers)})
@@ -286,7 +292,16 @@ def TransformerEncoder(num_layers: int, num_heads: int, ffn_dim: int, *,
 
     scan=False unrolls the blocks (params {"blocks": {"0": ..., "1": ...}, "norm"?});
     scan=True stacks their params and runs one traced block under `lax.scan` (`jl.repeat`,
-    params {"blocks": ...} with a leading axis num_layers; `remat=True` checkpoints it): compile time stops growing with depth, at some run-time cost on CPU (DESIGN §5).
+    params {"blocks": ...} with a leading axis num_layers): compile time stops growing with
+    depth, at some run-time cost on CPU (DESIGN §5). remat=True (with scan=True) wraps
+    the scanned block in `jax.checkpoint`: the backward pass recomputes each block's
+    activations from its input instead of storing them, for about one more forward pass
+    (a 24-block train step's XLA temporaries fell from 2.1 GB to 0.14 GB;
+    benchmarks/README.md, "Mixed precision and memory").
+
+    Raises:
+      ValueError: remat=True with scan=False (unrolled, XLA:CPU kept more memory with
+        the checkpoints than without), and the blocks' argument errors.
     final_norm: None means "with norm_first" (a pre-LN stack needs one: PyTorch's
     nn.TransformerEncoder(norm=LayerNorm)).
 
@@ -296,7 +311,7 @@ def TransformerEncoder(num_layers: int, num_heads: int, ffn_dim: int, *,
                                     activation=activation, norm_first=norm_first,
                                     epsilon=epsilon)
     check_positive_int("TransformerEncoder", "num_layers", num_layers)
-    layers = {"blocks": _stack(block, num_layers, scan, remat)}
+    layers = {"blocks": _stack("TransformerEncoder", block, num_layers, scan, remat)}
     if (norm_first if final_norm is None else final_norm):
         layers["norm"] = _masked_norm(epsilon)
     return dataclasses.replace(serial(**layers), name="TransformerEncoder")
@@ -316,7 +331,8 @@ def TransformerDecoder(num_layers: int, num_heads: int, ffn_dim: int, *,
                                     activation=activation, norm_first=norm_first,
                                     epsilon=epsilon)
     check_positive_int("TransformerDecoder", "num_layers", num_layers)
-    layers = {"blocks": _stack(_carry_memory(block), num_layers, scan, remat),
+    layers = {"blocks": _stack("TransformerDecoder", _carry_memory(block), num_layers, scan,
+                               remat),
               "target": _take_target()}
     if (norm_first if final_norm is None else final_norm):
         layers["norm"] = _masked_norm(epsilon)
