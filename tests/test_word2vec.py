@@ -292,7 +292,8 @@ def test_neighbours_printed_and_pca_plot_saved(synthetic, shipped, tmp_path):
     right.scatter(xy[:, 0], xy[:, 1], s=6, c=list(colour))
     for i in range(60):  # the 60 most frequent words
         right.annotate(words[i], xy[i], fontsize=7)
-    right.set_title("Zen + textwrap + heapq, 300 words, PCA\n(red: only in heapq, blue: only in textwrap)")
+    right.set_title("Zen + textwrap + heapq, 300 words, PCA\n"
+                    "(red: only in heapq, blue: only in textwrap)")
     path = tmp_path / "word2vec_pca.png"
     fig.savefig(path, dpi=80)
     plt.close(fig)
