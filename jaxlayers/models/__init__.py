@@ -42,6 +42,16 @@ from jaxlayers.models._vit import vit_b16 as vit_b16
 from jaxlayers.models._vgg import vgg13 as vgg13
 from jaxlayers.models._vgg import vgg16 as vgg16
 from jaxlayers.models._vgg import vgg19 as vgg19
+from jaxlayers.models._ctc import ctc_greedy_decode as ctc_greedy_decode
+from jaxlayers.models._ctc import ctc_loss as ctc_loss
+from jaxlayers.models._ctc import ctc_tagger as ctc_tagger
+from jaxlayers.models._word2vec import word2vec as word2vec
+from jaxlayers.models._word2vec import word2vec_loss as word2vec_loss
+from jaxlayers.models._word2vec import build_vocab as build_vocab
+from jaxlayers.models._word2vec import skipgram_pairs as skipgram_pairs
+from jaxlayers.models._word2vec import unigram_probs as unigram_probs
+from jaxlayers.models._word2vec import skipgram_batches as skipgram_batches
+from jaxlayers.models._word2vec import nearest_neighbours as nearest_neighbours
 
 __all__ = sorted([
     "alexnet", "densenet121", "densenet161", "densenet169", "densenet201",
@@ -49,4 +59,6 @@ __all__ = sorted([
     "efficientnet_b4", "efficientnet_b5", "efficientnet_b6", "efficientnet_b7",
     "generate", "googlenet", "gpt", "greedy_decode", "lenet5", "mobilenet_v2", "resnet18", "resnet34", "resnet50",
     "resnet101", "resnet152", "seq2seq_attention", "transformer", "vgg11", "vgg13", "vgg16", "vgg19", "vit", "vit_b16",
+    "ctc_greedy_decode", "ctc_loss", "ctc_tagger",
+    "build_vocab", "nearest_neighbours", "skipgram_batches", "skipgram_pairs", "unigram_probs", "word2vec", "word2vec_loss",
 ])
