@@ -1,4 +1,6 @@
-"""Model builders: classic CNNs as `jl.Layer`s with readable param paths (torchvision counts).
+"""Model builders as `jl.Layer`s with readable param paths: the classic CNNs (their
+parameter counts equal torchvision's), the transformer family (gpt, transformer, vit,
+seq2seq_attention), and the curriculum's other models (word2vec, the CTC tagger, ...).
 
     import jax, jaxlayers as jl
     from jaxlayers import models
@@ -6,8 +8,8 @@
     params, state = model.init(jax.random.key(0), (8, 32, 32, 3))
     logits, state = model.apply(params, state, x, key=key, training=True)
 
-Every builder returns logits (no softmax). Its parameter count equals the reference
-implementation's (torchvision's builder where there is one) with 1000 classes.
+Every classifier returns logits (no softmax); a CNN's parameter count equals the
+reference implementation's (torchvision's builder where there is one) with 1000 classes.
 """
 
 from jaxlayers.models._alexnet import alexnet as alexnet
