@@ -96,3 +96,68 @@ def test_every_name_of_a_public_module_is_on_its_page(reference, module):
     anchors = _anchors(out / "jaxlayers" / f"{module}.html")
     names = getattr(jl, module).__all__
     assert not [n for n in names if n not in anchors], names
+
+
+# ---------------------------------------------------------------------------------------
+# docs/coming_from.md: every ```python <framework> block runs.
+
+# A fenced block's tag -> the module it needs. jaxlayers and PyTorch blocks run here,
+# in-process (the suite imports torch anyway); the others in a subprocess (Keras picks its
+# backend at import, Flax and Equinox set JAX options of their own), skipped where the
+# framework is not installed (only torch is in the test extra).
+FRAMEWORKS = {"jaxlayers": "jaxlayers", "pytorch": "torch", "keras": "keras",
+              "flax": "flax", "haiku": "haiku", "equinox": "equinox"}
+_FENCE = re.compile(r"^```(\w*)[ \t]*(\w*)\n(.*?)^```$", re.MULTILINE | re.DOTALL)
+
+
+def code_blocks(page: Path) -> list[tuple[str, str, int]]:
+    """(language and tag, source, line) of every fenced block of `page`."""
+    text = page.read_text(encoding="utf-8")
+    return [(f"{m.group(1)} {m.group(2)}".strip(), m.group(3),
+             text.count("\n", 0, m.start()) + 1) for m in _FENCE.finditer(text)]
+
+
+COMING_FROM = DOCS / "coming_from.md"
+_BLOCKS = [(tag.split()[1], src, line) for tag, src, line in code_blocks(COMING_FROM)
+           if tag.startswith("python ")]
+
+
+def test_every_python_block_of_coming_from_is_tagged_with_a_framework():
+    tags = [tag for tag, _, _ in code_blocks(COMING_FROM)]
+    assert all(t.split()[0] == "python" and t.split()[1:] and t.split()[1] in FRAMEWORKS
+               for t in tags), tags
+    assert {t.split()[1] for t in tags} == set(FRAMEWORKS)   # the six frameworks appear
+
+
+IN_PROCESS = ("jaxlayers", "pytorch")
+
+
+@pytest.mark.parametrize("tag, source", [(tag, src) for tag, src, _ in _BLOCKS
+                                         if tag in IN_PROCESS],
+                         ids=[f"{tag}-line{line}" for tag, _, line in _BLOCKS
+                              if tag in IN_PROCESS])
+def test_coming_from_jaxlayers_and_pytorch_block_runs(tag, source):
+    if tag == "pytorch":
+        pytest.importorskip("torch")
+    exec(compile(source, str(COMING_FROM), "exec"), {"__name__": "__docs__"})
+
+
+@pytest.mark.parametrize("tag, source", [(tag, src) for tag, src, _ in _BLOCKS
+                                         if tag not in IN_PROCESS],
+                         ids=[f"{tag}-line{line}" for tag, _, line in _BLOCKS
+                              if tag not in IN_PROCESS])
+def test_coming_from_other_framework_block_runs(tag, source, tmp_path):
+    import importlib.util
+    import os
+    import subprocess
+    import sys
+
+    if importlib.util.find_spec(FRAMEWORKS[tag]) is None:
+        pytest.skip(f"{FRAMEWORKS[tag]} is not installed")
+    env = {**os.environ, "KERAS_BACKEND": "jax", "JAX_PLATFORMS": "cpu",
+           "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
+    script = tmp_path / "block.py"   # not f"{tag}.py": that would shadow the module
+    script.write_text(source, encoding="utf-8")
+    run = subprocess.run([sys.executable, str(script)], env=env, cwd=tmp_path,
+                         capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr[-3000:]
