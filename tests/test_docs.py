@@ -161,3 +161,136 @@ def test_coming_from_other_framework_block_runs(tag, source, tmp_path):
     run = subprocess.run([sys.executable, str(script)], env=env, cwd=tmp_path,
                          capture_output=True, text=True, timeout=300)
     assert run.returncode == 0, run.stderr[-3000:]
+
+
+# ---------------------------------------------------------------------------------------
+# docs/seed_index.md: every name, test, notebook section and demo it cites exists.
+
+SEED_INDEX = DOCS / "seed_index.md"
+_JL_NAME = re.compile(r"`(jl(?:\.[A-Za-z_]\w*)+)")
+_TEST_REF = re.compile(r"`(test_\w+\.py)::(\w+)`")
+_NOTEBOOK_REF = re.compile(r"`(\d\d_\w+\.ipynb)`((?:,? §\d+)*)")
+_DEMO_REF = re.compile(r"demos? ((?:`[\w-]+`(?:, )?)+)")
+# A seed's section: "## `003_6059daebcc9a18e5.txt` — ..."; its titles are quoted «so».
+_SEED_SECTION = re.compile(r"^## `(\d{3}_\w+\.txt)`", re.MULTILINE)
+_QUOTE = re.compile(r"«([^»]+)»")
+
+
+def _index() -> str:
+    return SEED_INDEX.read_text(encoding="utf-8")
+
+
+def _defined_tests(path: Path) -> set[str]:
+    import ast
+
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    return {node.name for node in ast.walk(tree)
+            if isinstance(node, ast.FunctionDef) and node.name.startswith("test_")}
+
+
+def test_every_jaxlayers_name_in_the_seed_index_exists():
+    names = sorted(set(_JL_NAME.findall(_index())))
+    assert len(names) > 100
+    missing = []
+    for name in names:
+        obj = jl
+        for part in name.split(".")[1:]:
+            obj = getattr(obj, part, None)
+        if obj is None:
+            missing.append(name)
+    assert not missing, missing
+
+
+def test_every_test_the_seed_index_cites_exists():
+    refs = sorted(set(_TEST_REF.findall(_index())))
+    assert len(refs) > 100
+    defined = {}
+    missing = []
+    for file, name in refs:
+        path = ROOT / "tests" / file
+        if file not in defined:
+            defined[file] = _defined_tests(path) if path.is_file() else set()
+        if name not in defined[file]:
+            missing.append(f"tests/{file}::{name}")
+    assert not missing, missing
+
+
+def test_every_notebook_section_and_demo_the_seed_index_cites_exists():
+    import json
+
+    from jaxlayers.demos import NAMES
+
+    headings = {}
+    missing = []
+    for notebook, sections in _NOTEBOOK_REF.findall(_index()):
+        path = ROOT / "notebooks" / notebook
+        if notebook not in headings:
+            cells = json.loads(path.read_text(encoding="utf-8"))["cells"] if path.is_file() else []
+            headings[notebook] = [line for cell in cells if cell["cell_type"] == "markdown"
+                                  for line in "".join(cell["source"]).splitlines()
+                                  if line.startswith("## ")]
+        if not path.is_file():
+            missing.append(notebook)
+        for n in re.findall(r"§(\d+)", sections):
+            if not any(h.startswith(f"## {n}. ") for h in headings[notebook]):
+                missing.append(f"{notebook} §{n}")
+    demos = [d for group in _DEMO_REF.findall(_index()) for d in re.findall(r"`([\w-]+)`", group)]
+    assert demos and headings
+    missing += [f"demo {d}" for d in demos if d not in NAMES]
+    assert not missing, missing
+
+
+def _seed_folder() -> Path | None:
+    import os
+
+    candidates = [os.environ.get("JAXLAYERS_SEEDS"), ROOT / "shared" / "seeds",
+                  ROOT.parent / "shared" / "seeds"]
+    return next((Path(c) for c in candidates if c and Path(c).is_dir()), None)
+
+
+def _sections_by_seed() -> dict[str, str]:
+    """The index's text under each seed's "## `<seed file>`" heading."""
+    text = _index()
+    starts = [(m.start(), m.group(1)) for m in _SEED_SECTION.finditer(text)]
+    ends = [s for s, _ in starts[1:]] + [len(text)]
+    return {name: text[start:end] for (start, name), end in zip(starts, ends)}
+
+
+# Markdown headings of the seeds, by file prefix and the deepest level indexed: seeds 000
+# and 001 are indexed heading by heading, 003 by question (its 88 "###" subsections sit
+# inside the questions' rows); 002 and 004 are slides without markdown headings.
+HEADING_LEVELS = {"000": 3, "001": 3, "003": 2}
+
+
+def test_the_seed_index_has_a_section_for_each_seed_file():
+    assert sorted(_sections_by_seed()) == [
+        "000_65998ee8080b8915.txt", "001_0f2c977a080b0a36.txt", "002_4d00493772d00f5f.txt",
+        "003_6059daebcc9a18e5.txt", "004_e6c6ee98d31fb96c.txt"]
+    folder = _seed_folder()
+    if folder is not None:
+        assert sorted(p.name for p in folder.glob("*.txt")) == sorted(_sections_by_seed())
+
+
+def _normalise(text: str) -> str:
+    return " ".join(text.split())
+
+
+def test_every_seed_heading_has_a_row_and_every_quoted_title_is_in_its_seed():
+    folder = _seed_folder()
+    if folder is None:
+        pytest.skip("the seeds (the project's shared folder) are not at hand")
+    missing, invented = [], []
+    for name, section in _sections_by_seed().items():
+        seed = _normalise((folder / name).read_text(encoding="utf-8"))
+        quotes = [_normalise(q) for q in _QUOTE.findall(section)]
+        for q in quotes:
+            if q not in seed and not all(part in seed for part in q.split(" / ")):
+                invented.append(f"{name}: «{q}»")
+        depth = HEADING_LEVELS.get(name[:3], 0)
+        for line in (folder / name).read_text(encoding="utf-8").splitlines():
+            level = len(line) - len(line.lstrip("#"))
+            if 0 < level <= depth and line[level:level + 1] == " ":
+                if _normalise(line[level:]) not in quotes:
+                    missing.append(f"{name}: {line}")
+    assert not missing, "seed headings without a row:\n" + "\n".join(missing)
+    assert not invented, "quoted titles not in their seed:\n" + "\n".join(invented)
