@@ -52,9 +52,9 @@ from jaxlayers.precision import DynamicLossScale as DynamicLossScale
 from jaxlayers.precision import Policy as Policy
 from jaxlayers.precision import mixed_precision as mixed_precision
 from jaxlayers.callbacks import EarlyStopping as EarlyStopping
-from jaxlayers.fit import evaluate as evaluate
-from jaxlayers.fit import fit as fit
-from jaxlayers.fit import predict as predict
+from jaxlayers._fit import evaluate as evaluate
+from jaxlayers._fit import fit as fit
+from jaxlayers._fit import predict as predict
 from jaxlayers.train import TrainState as TrainState
 from jaxlayers.layers.activation import Activation as Activation
 from jaxlayers.layers.activation import PReLU as PReLU

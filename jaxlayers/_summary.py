@@ -1,6 +1,5 @@
 """`summary`: a Keras-like table of a model's layers, as rows and as text."""
 
-from __future__ import annotations
 
 from typing import Any, Callable, NamedTuple
 

@@ -3,7 +3,7 @@
     step = jl.train.make_train_step(model, loss, optax.adam(1e-3))
     params, state, opt_state, value = step(params, state, opt_state, x, y, key)
 
-`jl.fit` (jaxlayers/fit.py) runs these steps over data; `jl.metrics` holds the metrics and
+`jl.fit` (jaxlayers/_fit.py) runs these steps over data; `jl.metrics` holds the metrics and
 `jl.callbacks` the callbacks.
 
 Optimizers are optax `GradientTransformation`s, used as they are:

@@ -229,3 +229,22 @@ def test_stateful_truncated_bptt_in_serial_and_fit():
         y, _ = model.apply(p, s, xs[4:8])
         return jnp.sum(y)
     chex.assert_trees_all_close(g, jax.grad(second_only)(params2), rtol=1e-5, atol=1e-6)
+
+
+def test_no_public_name_shadows_a_module_of_the_package():
+    """Issue 9: `jaxlayers.<name>` is one thing. A function exported under the name of a
+    module (as `jl.fit` over a `jaxlayers/fit.py`) hides the module from `import
+    jaxlayers.<name>` users and from documentation tools; such modules are private."""
+    import pkgutil
+
+    modules = {m.name for m in pkgutil.iter_modules(jl.__path__)}
+    import inspect
+    clashes = [n for n in jl.__all__ if n in modules and not inspect.ismodule(getattr(jl, n))]
+    assert not clashes, clashes
+    for package in (jl.models, jl.layers if hasattr(jl, "layers") else None):
+        if package is None:
+            continue
+        inner = {m.name for m in pkgutil.iter_modules(package.__path__)}
+        public = getattr(package, "__all__", [])
+        assert not [n for n in public if n in inner and not inspect.ismodule(
+            getattr(package, n))], package.__name__

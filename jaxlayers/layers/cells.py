@@ -4,7 +4,6 @@ The layers in `jaxlayers.layers.recurrent` run these cells over time; the cells 
 single place where the gate equations live.
 """
 
-from __future__ import annotations
 
 from typing import Callable, NamedTuple
 
