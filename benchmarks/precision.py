@@ -41,8 +41,7 @@ if __package__ in (None, ""):  # run as a script: make `benchmarks` importable
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from benchmarks import transformer as tf  # noqa: E402
-from benchmarks.common import Contender, Workload, jax_stepper, num_threads  # noqa: E402
-from benchmarks.common import torch_stepper  # noqa: E402
+from benchmarks.common import Contender, Workload, jax_stepper  # noqa: E402
 from benchmarks.mlp import _library_step  # noqa: E402
 
 MEMORY_BLOCKS = 24
@@ -176,34 +175,10 @@ def _handwritten_bf16(donate=True):
 # ----------------------------------------------------------------------------- PyTorch
 
 def setup_torch_bf16():
+    """The transformer workload's PyTorch step under torch.autocast(bfloat16)."""
     import torch
-    from torch import nn
 
-    torch.set_num_threads(num_threads())
-    torch.manual_seed(0)
-    layer = nn.TransformerEncoderLayer(tf.D_MODEL, tf.HEADS, tf.FFN, dropout=0.0,
-                                       activation="gelu", batch_first=True, norm_first=True,
-                                       layer_norm_eps=tf.EPSILON)
-    encoder = nn.TransformerEncoder(layer, tf.BLOCKS,
-                                    norm=nn.LayerNorm(tf.D_MODEL, eps=tf.EPSILON),
-                                    enable_nested_tensor=False)
-    head = nn.Linear(tf.D_MODEL, tf.CLASSES)
-    params = list(encoder.parameters()) + list(head.parameters())
-    optimizer = torch.optim.Adam(params, lr=tf.LEARNING_RATE)
-    x, y = (torch.from_numpy(a) for a in tf._data())
-    y = y.long()
-    loss_fn = nn.CrossEntropyLoss()
-
-    def step():
-        optimizer.zero_grad(set_to_none=True)
-        with torch.autocast("cpu", dtype=torch.bfloat16):
-            logits = head(encoder(x).mean(dim=1))
-        loss = loss_fn(logits.float(), y)
-        loss.backward()
-        optimizer.step()
-        return loss
-
-    return torch_stepper(step)
+    return tf.setup_torch(autocast=torch.bfloat16)
 
 
 WORKLOAD = Workload(

@@ -172,7 +172,11 @@ def _handwritten(form="heads-first", donate=True):
 
 # ----------------------------------------------------------------------------- PyTorch
 
-def setup_torch():
+def setup_torch(autocast=None):
+    """PyTorch's step; autocast (e.g. torch.bfloat16) runs the forward under
+    torch.autocast("cpu", dtype=autocast), the loss in float32 (benchmarks/precision.py)."""
+    import contextlib
+
     import torch
     from torch import nn
 
@@ -192,7 +196,10 @@ def setup_torch():
 
     def step():
         optimizer.zero_grad(set_to_none=True)
-        loss = loss_fn(head(encoder(x).mean(dim=1)), y)
+        with (torch.autocast("cpu", dtype=autocast) if autocast is not None
+              else contextlib.nullcontext()):
+            logits = head(encoder(x).mean(dim=1))
+        loss = loss_fn(logits.float(), y)
         loss.backward()
         optimizer.step()
         return loss
