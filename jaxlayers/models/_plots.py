@@ -14,7 +14,7 @@ def _figure():
     try:
         from matplotlib.figure import Figure  # no pyplot: no global backend to set
     except ImportError as exc:
-        from jaxlayers.demos import missing_extra
+        from jaxlayers._extras import missing_extra
         raise missing_extra(exc) from exc
     return Figure
 
