@@ -381,11 +381,12 @@ WORKLOAD = LSTM  # run.py names each one: "benchmarks.rnn:LSTM", "benchmarks.rnn
 # ------------------------------------------------------- levers (issue 13), any T
 
 def lever_step(cell, steps, *, implementation=None, unroll=None, tangent_unroll=None,
-               full_unroll_steps=None):
+               tangent_full_unroll=None):
     """A jaxlayers train step (the workload's model, T = steps) with the cell's private
     unroll choices overridden: tangent_unroll (the tangent scan's unroll when unroll is
-    None) and full_unroll_steps (unroll=None and T <= this: both scans unrolled
-    completely). Returns step() as the workloads' setup() does."""
+    None) and tangent_full_unroll (unroll=None and T <= this: the tangent scan unrolled
+    completely); unroll=True unrolls both scans completely. Returns step() as the
+    workloads' setup() does."""
     import jax
     import jax.numpy as jnp
     import optax
@@ -398,8 +399,8 @@ def lever_step(cell, steps, *, implementation=None, unroll=None, tangent_unroll=
             else _gru_kind("GRU", HIDDEN, reset_after=True))
     if tangent_unroll is not None:
         kind = kind._replace(tangent_unroll=tangent_unroll)
-    if full_unroll_steps is not None:
-        kind = kind._replace(full_unroll_steps=full_unroll_steps)
+    if tangent_full_unroll is not None:
+        kind = kind._replace(tangent_full_unroll=tangent_full_unroll)
     rnn = _layer(kind, return_sequences=False, return_state=False, go_backwards=False,
                  unroll=unroll, dropout=0.0, recurrent_dropout=0.0,
                  implementation=implementation, derivative=None, dtype=None)
@@ -470,10 +471,11 @@ if __name__ == "__main__":
     _rounds = int(sys.argv[3]) if len(sys.argv) > 3 else 30
     print(f"{_cell} T={_steps}")
     levers(_cell, _steps, {
-        "before (tangent unroll 8, no full unroll)": dict(full_unroll_steps=0),
-        "A/A copy": dict(full_unroll_steps=0),
-        "default (full unroll when T <= 32)": dict(),
-        "tangent unroll 4": dict(full_unroll_steps=0, tangent_unroll=4),
-        "tangent unroll 16": dict(full_unroll_steps=0, tangent_unroll=16),
+        "before (tangent unroll 8)": dict(tangent_full_unroll=0),
+        "A/A copy": dict(tangent_full_unroll=0),
+        "default (tangent scan complete when T <= 32)": dict(),
+        "both scans complete (unroll=True)": dict(unroll=True),
+        "tangent unroll 4": dict(tangent_full_unroll=0, tangent_unroll=4),
+        "tangent unroll 16": dict(tangent_full_unroll=0, tangent_unroll=16),
         "implementation='fused'": dict(implementation="fused"),
     }, rounds=_rounds)
