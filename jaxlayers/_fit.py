@@ -30,6 +30,7 @@ from jaxlayers import distributed
 from jaxlayers import metrics as metrics_lib
 from jaxlayers._checks import check_int_at_least
 from jaxlayers.callbacks import Callback, History, ModelCheckpoint, copy_tree
+from jaxlayers.precision import DynamicLossScale
 from jaxlayers.train import (TrainState, check_callable, check_model, check_optimizer,
                              eval_fn, step_fn, typed_key)
 
@@ -222,11 +223,12 @@ def _add(sums, values, count):
     return {k: sums[k] + jnp.asarray(values[k], jnp.float32) * count for k in sums}
 
 
-def _fit_fns(model, loss, optimizer, penalty, metric_fns, out_shardings=None):
+def _fit_fns(model, loss, optimizer, penalty, metric_fns, out_shardings=None, loss_scale=None):
     """fit's jitted train and eval steps; out_shardings (on a mesh) pins the train step's
     outputs to its inputs' placement, so every step sees the first one's shardings."""
     def build():
-        raw_step = step_fn(model, loss, optimizer, penalty, metric_fns, "fit")
+        raw_step = step_fn(model, loss, optimizer, penalty, metric_fns, "fit",
+                           loss_scale=loss_scale)
         raw_eval = eval_fn(model, loss, penalty, metric_fns, True, "fit")
 
         def train_step(params, state, opt_state, sums, x, y, key, step):
@@ -247,8 +249,9 @@ def _fit_fns(model, loss, optimizer, penalty, metric_fns, out_shardings=None):
 
     placement = (None if out_shardings is None else  # NamedShardings hash; trees do not
                  (jax.tree.structure(out_shardings), tuple(jax.tree.leaves(out_shardings))))
+    scaling = None if loss_scale is None else loss_scale.config
     return _compiled(model, ("fit", loss, optimizer, penalty, tuple(metric_fns.items()),
-                             placement), build)
+                             placement, scaling), build)
 
 
 def _eval_fns(model, loss, penalty, metric_fns, want_loss):
@@ -340,11 +343,12 @@ def _overrides(cb, hook: str) -> bool:
     return getattr(type(cb), hook, None) is not getattr(Callback, hook)
 
 
-def _start(where, start, optimizer, key) -> TrainState:
+def _start(where, start, optimizer, key, loss_scale) -> TrainState:
     if isinstance(start, TrainState):
         if key is not None:
             raise ValueError(f"{where}: key= is for a new run; the TrainState given carries "
                              f"its own key (use ts.replace(key=...) to change it).")
+        _check_scaled(where, start.opt_state, loss_scale)
         return start
     if not isinstance(start, (tuple, list)) or len(start) != 2:
         raise TypeError(f"{where}: the second argument must be a jl.TrainState or a pair "
@@ -352,7 +356,30 @@ def _start(where, start, optimizer, key) -> TrainState:
     if key is None:
         raise TypeError(f"{where}: a new run needs key=, a PRNG key such as "
                         f"jax.random.key(0) (it drives shuffling and dropout).")
-    return TrainState.create(start[0], start[1], optimizer, key)
+    ts = TrainState.create(start[0], start[1], optimizer, key)
+    return ts if loss_scale is None else ts.replace(opt_state=(ts.opt_state, loss_scale))
+
+
+def _check_scaled(where, opt_state, loss_scale) -> None:
+    """A continued run's opt_state carries a loss scale exactly when loss_scale= is given
+    (then with the same period, factor and floor)."""
+    carried = (isinstance(opt_state, tuple) and len(opt_state) == 2
+               and isinstance(opt_state[1], DynamicLossScale))
+    if loss_scale is None and carried:
+        raise ValueError(f"{where}: the TrainState's opt_state carries a jl.DynamicLossScale "
+                         f"(a loss-scaled run); pass loss_scale= (with period, factor and "
+                         f"min_loss_scale {opt_state[1].config}) to continue it.")
+    if loss_scale is None:
+        return
+    if not carried:
+        raise TypeError(f"{where}: with loss_scale=, a TrainState's opt_state must be the pair "
+                        f"(optimizer_state, jl.DynamicLossScale), got "
+                        f"{type(opt_state).__name__}; to start scaling a run, pass "
+                        f"ts.replace(opt_state=(ts.opt_state, loss_scale)).")
+    if opt_state[1].config != loss_scale.config:
+        raise ValueError(f"{where}: the TrainState's loss scale has (period, factor, "
+                         f"min_loss_scale) {opt_state[1].config}, but loss_scale= has "
+                         f"{loss_scale.config}.")
 
 
 def fit(model, start, data, *, loss: Callable, optimizer, epochs: int,
@@ -361,7 +388,7 @@ def fit(model, start, data, *, loss: Callable, optimizer, epochs: int,
         shuffle: bool = True, drop_remainder: bool | None = None,
         steps_per_epoch: int | None = None, checkpoint_dir=None, keep: int | None = 3,
         resume: bool = False, progress: bool = True, verbose: bool = True, mesh=None,
-        data_axis="data", param_rules=None):
+        data_axis="data", param_rules=None, loss_scale: DynamicLossScale | None = None):
     """Train `model` for `epochs` more epochs: returns (train_state, history).
 
     start: a `jl.TrainState` to continue (its params, state, optimizer state, key, step
@@ -428,6 +455,17 @@ def fit(model, start, data, *, loss: Callable, optimizer, epochs: int,
       mesh, data_axis, param_rules: see Devices; data_axis is the mesh axis the batch
         is split over, param_rules {pattern: PartitionSpec} shards params by path, e.g.
         {"*/kernel": P(None, "model")} (`jl.distributed.data_parallel`).
+      loss_scale: a `jl.DynamicLossScale`, for float16 compute (`jl.mixed_precision(model,
+        jl.Policy(compute="float16"))`): each step computes g = ∇(S·L) / S, skips the
+        update (params, state and optimizer state kept) when g is not finite, and grows or
+        shrinks S (`jl.train.make_train_step(loss_scale=)`). A new run starts from this
+        scale; the scale is carried in ts.opt_state = (optimizer state, scale), so it
+        continues across calls, checkpoints and resume as the optimizer state does
+        (ts.opt_state[1].loss_scale is the current S). A TrainState continued with
+        loss_scale= must carry a scale of the same period, factor and min_loss_scale (start
+        one with ts.replace(opt_state=(ts.opt_state, loss_scale))), and one that carries a
+        scale needs loss_scale=. "loss" is logged unscaled; a skipped step's loss is still
+        counted in the epoch's mean. None: no scaling.
 
     A KeyboardInterrupt or an exception (in a step or a callback) propagates; the last
     checkpoint written stays complete and restorable (checkpoints are atomic).
@@ -438,8 +476,10 @@ def fit(model, start, data, *, loss: Callable, optimizer, epochs: int,
         unknown metric, a callback's monitor that is not logged, resume without
         checkpoint_dir, a checkpoint of another model; on a mesh: a batch size the data
         axis does not divide, an axis the mesh lacks, a param rule matching nothing or
-        splitting a dimension unevenly, param_rules without mesh.
-      TypeError: model, loss, optimizer, key, start or a callback of the wrong kind.
+        splitting a dimension unevenly, param_rules without mesh; a TrainState carrying a
+        loss scale without loss_scale=, or one of another period, factor or floor.
+      TypeError: model, loss, optimizer, key, start, loss_scale or a callback of the
+        wrong kind; with loss_scale, a TrainState whose opt_state carries no scale.
     """
     where = "fit"
     check_model(where, model)
@@ -451,7 +491,10 @@ def fit(model, start, data, *, loss: Callable, optimizer, epochs: int,
     epochs = check_int_at_least(where, "epochs", epochs, 0)
     if key is not None:
         key = typed_key(where, key)
-    ts = _start(where, start, optimizer, key)
+    if loss_scale is not None and not isinstance(loss_scale, DynamicLossScale):
+        raise TypeError(f"{where}: loss_scale must be a jl.DynamicLossScale or None, got "
+                        f"{loss_scale!r}.")
+    ts = _start(where, start, optimizer, key, loss_scale)
     train = _source(where, "data", data, batch_size, drop_remainder, steps_per_epoch)
     dp = None
     if mesh is not None:
@@ -510,7 +553,7 @@ def fit(model, start, data, *, loss: Callable, optimizer, epochs: int,
     names = ("loss",) + tuple(metric_fns)
     logged = names + (tuple(f"val_{k}" for k in names) if val is not None else ())
     train_step, eval_step = _fit_fns(model, loss, optimizer, penalty, metric_fns,
-                                     out_shardings)
+                                     out_shardings, loss_scale)
     if val is not None:
         eval_step = _eval_fns(model, loss, penalty, metric_fns, True)
     per_batch = [cb for cb in callbacks if _overrides(cb, "on_batch_end")]

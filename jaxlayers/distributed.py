@@ -41,6 +41,7 @@ import optax
 from jax.sharding import AxisType, Mesh, NamedSharding, PartitionSpec
 
 from jaxlayers._paths import path_string
+from jaxlayers.precision import DynamicLossScale
 from jaxlayers.train import typed_key
 
 __all__ = ["DataParallel", "data_parallel", "initialize", "local_data"]
@@ -185,8 +186,13 @@ class DataParallel:
         (masked leaves of `jl.frozen` / `optax.multi_transform` included); everything
         else is replicated. Without an optimizer, or when optax cannot map its state, the
         whole state is replicated (correct, only not memory-saving), with a warning when
-        rules shard some params.
+        rules shard some params. A loss-scaled run's pair (optimizer state,
+        `jl.DynamicLossScale`) is mapped in its first part; the scale is replicated.
         """
+        if (isinstance(opt_state, tuple) and len(opt_state) == 2
+                and isinstance(opt_state[1], DynamicLossScale)):
+            return (self.opt_state_shardings(optimizer, opt_state[0], params),
+                    jax.tree.map(lambda _: self.replicated, opt_state[1]))
         shardings = self.param_shardings(params)
         if optimizer is not None:
             try:
