@@ -609,7 +609,8 @@ def fit(model, start, data, *, loss: Callable, optimizer, epochs: int,
 # --------------------------------------------------------------------------- evaluate
 
 def evaluate(model, params, state, data, *, loss: Callable | None = None, metrics=None,
-             batch_size: int = 256, penalty: Callable | None = None) -> dict[str, float]:
+             batch_size: int = 256, penalty: Callable | None = None, mesh=None,
+             data_axis="data") -> dict[str, float]:
     """Loss and metrics over a whole data set, in inference mode: {name: float}.
 
     data: in-memory (x, y), evaluated in batches of `batch_size` (the last one shorter:
@@ -618,8 +619,17 @@ def evaluate(model, params, state, data, *, loss: Callable | None = None, metric
     metrics: as in `fit`; None means `jl.metrics.for_loss(loss)`. "loss" is reported when
     `loss` is given. Compiled once per model, loss and metrics (cached on the model).
 
+    mesh, data_axis: as `fit`'s: every batch is split along axis 0 over the data axis;
+    params and state already on the mesh (a TrainState `fit` returned) stay as they are
+    placed, others are replicated onto it. The values equal one device's up to float32
+    summation order. In-memory data: batch_size must be a multiple of the data axis's
+    size (the ValueError `fit` raises, naming evaluate); the last, short batch (and a
+    stream's batch) that the axis does not divide is handled, placed whole on every
+    device rather than split, as fit does with validation data. One process.
+
     Raises:
-      ValueError: neither loss nor metrics; bad data as in `fit`.
+      ValueError: neither loss nor metrics; bad data as in `fit`; on a mesh, a batch_size
+        the data axis does not divide, an axis the mesh lacks.
     """
     where = "evaluate"
     check_model(where, model)
@@ -634,8 +644,14 @@ def evaluate(model, params, state, data, *, loss: Callable | None = None, metric
     want_loss = loss is not None and "loss" in metrics
     names = (("loss",) if want_loss else ()) + tuple(metric_fns)
     source = _source(where, "data", data, None if is_stream(data) else batch_size, False, None)
+    dp = None
+    if mesh is not None:
+        dp = distributed._make(where, mesh, data_axis, None)
+        if isinstance(source, _Arrays) and source.n > source.batch_size:
+            dp.check_batch_size(where, "batch_size", source.batch_size)
+        params, state = dp.onto_mesh((params, state))
     eval_sums = _eval_fns(model, loss, penalty, metric_fns, want_loss)
-    return _run_eval(eval_sums, params, state, source, names)
+    return _run_eval(eval_sums, params, state, source, names, dp)
 
 
 def _predict_fn(model):
@@ -647,7 +663,15 @@ def _predict_fn(model):
     return _compiled(model, ("predict",), build)
 
 
-def predict(model, params, state, x, *, batch_size: int = 256):
+def _pad_rows(tree, size: int):
+    """Every array of `tree` padded along axis 0 to `size` rows, repeating its last row."""
+    def pad(a):
+        short = size - a.shape[0]
+        return np.concatenate([a, np.repeat(a[-1:], short, axis=0)]) if short else a
+    return jax.tree.map(pad, tree)
+
+
+def predict(model, params, state, x, *, batch_size: int = 256, mesh=None, data_axis="data"):
     """The model's outputs for every sample, in inference mode, as NumPy arrays.
 
     x: an array (or a pytree of arrays, one per input) with the samples on axis 0, run in
@@ -655,13 +679,39 @@ def predict(model, params, state, x, *, batch_size: int = 256):
     so one shape is compiled); or an iterable of x batches (a callable returning one).
     The outputs (any pytree) are concatenated along axis 0.
 
+    mesh, data_axis: as `fit`'s: every batch is split along axis 0 over the data axis
+    (params and state placed as `evaluate` places them); the outputs equal one device's
+    up to float32 summation order. batch_size must be a multiple of the data axis's size
+    (the ValueError `fit` raises, naming predict), unless all of x fits in one batch; a
+    batch the axis does not divide (that single batch, or a stream's) is handled: padded
+    with copies of its last row up to the next multiple and the padding cut off. One
+    process.
+
     Raises:
-      ValueError: batch_size < 1, empty input, arrays of different sample counts.
+      ValueError: batch_size < 1, empty input, arrays of different sample counts; on a
+        mesh, a batch_size the data axis does not divide, an axis the mesh lacks.
     """
     where = "predict"
     check_model(where, model)
     batch_size = check_int_at_least(where, "batch_size", batch_size, 1)
     forward = _predict_fn(model)
+    dp = None
+    if mesh is not None:
+        dp = distributed._make(where, mesh, data_axis, None)
+        params, state = dp.onto_mesh((params, state))
+
+    def run(part, size):
+        """The outputs of `part`'s rows, run as a batch of `size` rows (>= them)."""
+        rows = jax.tree.leaves(part)[0].shape[0]
+        part = _pad_rows(part, size)
+        if dp is not None:
+            part = dp.shard_batch(part)
+        out = jax.device_get(forward(params, state, part))
+        return jax.tree.map(lambda a: a[:rows], out)
+
+    def on_mesh(rows):  # rows rounded up to a multiple of the data axis's size
+        return rows if dp is None else -(-rows // dp.data_size) * dp.data_size
+
     outputs = []
     if isinstance(x, (np.ndarray, jax.Array, tuple, dict)):
         x = jax.tree.map(_canonical, x)
@@ -669,19 +719,15 @@ def predict(model, params, state, x, *, batch_size: int = 256):
         if n == 0:
             raise ValueError("predict: x is empty.")
         size = min(batch_size, n)
+        if dp is not None and n > batch_size:
+            dp.check_batch_size(where, "batch_size", batch_size)
         for i in range(0, n, size):
-            part = _take(x, slice(i, i + size))
-            short = size - jax.tree.leaves(part)[0].shape[0]
-            if short:
-                part = jax.tree.map(lambda a: np.concatenate(
-                    [a, np.repeat(a[-1:], short, axis=0)]), part)
-            out = jax.device_get(forward(params, state, part))
-            outputs.append(jax.tree.map(lambda a: a[:size - short], out))
+            outputs.append(run(_take(x, slice(i, i + size)), on_mesh(size)))
     else:
         batches = x() if callable(x) and not hasattr(x, "__iter__") else x
         for batch in batches:
-            outputs.append(jax.device_get(forward(params, state, jax.tree.map(_canonical,
-                                                                              batch))))
+            batch = jax.tree.map(_canonical, batch)
+            outputs.append(run(batch, on_mesh(jax.tree.leaves(batch)[0].shape[0])))
         if not outputs:
             raise ValueError("predict: the stream yielded no batch.")
     return jax.tree.map(lambda *parts: np.concatenate(parts), *outputs)

@@ -210,6 +210,18 @@ class DataParallel:
                           "replicated rather than sharded like the params.", stacklevel=3)
         return jax.tree.map(lambda _: self.replicated, opt_state)
 
+    def onto_mesh(self, tree) -> Any:
+        """`tree` with every leaf that is not on this mesh yet replicated onto it; a leaf
+        already placed on the mesh (by `place`, sharded by the rules) is kept as it is.
+        Used by `jl.evaluate` and `jl.predict`, which donate nothing (no copy is made)."""
+        def put(leaf):
+            sharding = getattr(leaf, "sharding", None)
+            if isinstance(sharding, NamedSharding) and sharding.mesh == self.mesh:
+                return leaf
+            return jax.device_put(leaf, self.replicated)
+
+        return jax.tree.map(put, tree)
+
     def place(self, train_state, optimizer=None):
         """A copy of a `jl.TrainState` on the mesh: params by the rules, opt_state like
         them (needs `optimizer`, see `opt_state_shardings`), state and key replicated;
@@ -343,7 +355,8 @@ def _make(where: str, mesh, axis, param_rules) -> DataParallel:
     if not _axes(axis) or not all(isinstance(a, str) for a in _axes(axis)):
         raise ValueError(f"{where}: the data axis must be a mesh axis name (or a tuple of "
                          f"names), got {axis!r}; the mesh has axes {tuple(mesh.axis_names)}.")
-    _check_axes(where, mesh, _axes(axis), "data_axis" if where == "fit" else "axis")
+    _check_axes(where, mesh, _axes(axis),
+                "data_axis" if where in ("fit", "evaluate", "predict") else "axis")
     if param_rules is not None and not isinstance(param_rules, (dict, list, tuple)):
         raise TypeError(f"{where}: param_rules must be a dict {{pattern: PartitionSpec}}, "
                         f"got {type(param_rules).__name__}.")
