@@ -295,10 +295,30 @@ class DataParallel:
 
 
 def _put(tree, shardings):
-    """Fresh buffers for `tree` with `shardings`. The copy comes first: jax 0.10's
-    device_put(..., may_alias=False) onto a replicated sharding still reuses the source
-    buffer for the source's device, and a donating step would then delete it."""
-    return jax.device_put(jax.device_put(tree, may_alias=False), shardings)
+    """Fresh buffers for `tree` with `shardings` (one Sharding for every leaf, or a tree
+    of them). The copy comes first: jax 0.10's device_put(..., may_alias=False) onto a
+    replicated sharding still reuses the source buffer for the source's device, and a
+    donating step would then delete it. With several processes, device_put cannot place
+    onto devices of other processes: see `_put_global`."""
+    if isinstance(shardings, jax.sharding.Sharding):
+        shardings = jax.tree.map(lambda _: shardings, tree)
+    if jax.process_count() == 1:
+        return jax.device_put(jax.device_put(tree, may_alias=False), shardings)
+    return jax.tree.map(_put_global, tree, shardings)
+
+
+def _put_global(leaf, sharding):
+    """One leaf onto a sharding that spans several processes. Every process holds the
+    same value (the same init, the same checkpoint): each builds its own devices' shards
+    from its host copy (`jax.make_array_from_callback`). A leaf already spread over
+    several processes is resharded by a compiled identity. PRNG keys go as their data."""
+    if jax.dtypes.issubdtype(getattr(leaf, "dtype", np.float32), jax.dtypes.prng_key):
+        data = _put_global(jax.random.key_data(leaf), sharding)
+        return jax.random.wrap_key_data(data, impl=jax.random.key_impl(leaf))
+    if isinstance(leaf, jax.Array) and not leaf.is_fully_addressable:
+        return jax.jit(lambda a: a, out_shardings=sharding)(leaf)
+    host = np.asarray(leaf)
+    return jax.make_array_from_callback(host.shape, sharding, lambda index: host[index])
 
 
 def _check_fits(where: str, pattern: str, spec: PartitionSpec, path: str, shape, mesh) -> None:
