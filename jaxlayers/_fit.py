@@ -625,7 +625,9 @@ def evaluate(model, params, state, data, *, loss: Callable | None = None, metric
     summation order. In-memory data: batch_size must be a multiple of the data axis's
     size (the ValueError `fit` raises, naming evaluate); the last, short batch (and a
     stream's batch) that the axis does not divide is handled, placed whole on every
-    device rather than split, as fit does with validation data. One process.
+    device rather than split, as fit does with validation data (one process only; with
+    several, every batch must divide). With several processes each passes its own share
+    (`jl.distributed.local_data`) as to fit, and the values are the whole set's.
 
     Raises:
       ValueError: neither loss nor metrics; bad data as in `fit`; on a mesh, a batch_size
@@ -685,7 +687,7 @@ def predict(model, params, state, x, *, batch_size: int = 256, mesh=None, data_a
     (the ValueError `fit` raises, naming predict), unless all of x fits in one batch; a
     batch the axis does not divide (that single batch, or a stream's) is handled: padded
     with copies of its last row up to the next multiple and the padding cut off. One
-    process.
+    process (the outputs are fetched whole to the host).
 
     Raises:
       ValueError: batch_size < 1, empty input, arrays of different sample counts; on a

@@ -213,12 +213,12 @@ class DataParallel:
     def onto_mesh(self, tree) -> Any:
         """`tree` with every leaf that is not on this mesh yet replicated onto it; a leaf
         already placed on the mesh (by `place`, sharded by the rules) is kept as it is.
-        Used by `jl.evaluate` and `jl.predict`, which donate nothing (no copy is made)."""
+        Used by `jl.evaluate` and `jl.predict`."""
         def put(leaf):
             sharding = getattr(leaf, "sharding", None)
             if isinstance(sharding, NamedSharding) and sharding.mesh == self.mesh:
                 return leaf
-            return jax.device_put(leaf, self.replicated)
+            return _put(leaf, self.replicated)
 
         return jax.tree.map(put, tree)
 

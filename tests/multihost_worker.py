@@ -39,6 +39,7 @@ params, state = model().init(jax.random.key(0), (2 * BATCH,) + x.shape[1:])
 ts, history = jl.fit(model(), (params, state), mine, loss=CE, optimizer=optax.adam(1e-2),
                      epochs=EPOCHS, batch_size=BATCH, key=jax.random.key(1), shuffle=False,
                      mesh=mesh, verbose=False)
+scores = jl.evaluate(model(), ts.params, ts.state, mine, loss=CE, batch_size=BATCH, mesh=mesh)
 
 
 def local(tree):  # replicated leaves: this process's copy
@@ -49,6 +50,7 @@ with open(out, "w") as f:
     json.dump({"index": index, "count": count, "devices": jax.device_count(),
                "local_devices": jax.local_device_count(), "rows": int(mine[0].shape[0]),
                "first_row": mine[0][0].tolist(), "step": int(ts.step),
-               "loss": history["loss"], "params": local(ts.params), "state": local(ts.state)},
+               "loss": history["loss"], "scores": scores, "params": local(ts.params),
+               "state": local(ts.state)},
               f)
 jax.distributed.shutdown()

@@ -73,3 +73,9 @@ def test_two_processes_fit_on_their_local_shares_as_one_process_on_the_global_ba
                          jax.tree.leaves(ts.params) + jax.tree.leaves(ts.state)):
         np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(runs[0]["loss"], history["loss"], rtol=1e-5)
+    # evaluate(mesh=) over both shares (batches of 8 + 8, then 4 + 4) is the whole set's
+    want = jl.evaluate(model(), ts.params, ts.state, (x, y), loss=CE)
+    for run in runs:
+        assert run["scores"].keys() == want.keys()
+        np.testing.assert_allclose([run["scores"][k] for k in want], list(want.values()),
+                                   rtol=1e-5)
