@@ -80,11 +80,11 @@ class Losses(jl.callbacks.Callback):
 
 
 def _fit_pair(model, data, input_shape, mesh, optimizer, *, param_rules=None, epochs=2,
-              batch_size=16, loss=CE):
+              batch_size=16, loss=CE, fit_kw=None):
     """The same run of fit on one device and on `mesh`, with every step's loss."""
     params, state = model.init(jax.random.key(0), input_shape)
     kw = dict(loss=loss, optimizer=optimizer, epochs=epochs, batch_size=batch_size,
-              key=jax.random.key(1), verbose=False)
+              key=jax.random.key(1), verbose=False, **(fit_kw or {}))
     one, many = Losses(), Losses()
     ts1, h1 = jl.fit(model, (params, state), data, callbacks=[one], **kw)
     SEEN.clear()  # from here on, the mesh run's steps
@@ -273,6 +273,41 @@ def check_eval_predict():
             "trained_kernel_spec": str(ts24.params[0]["kernel"].sharding.spec)}
 
 
+def check_loss_scale():
+    """A float16 fit with a dynamic loss scale on a 2x4 mesh (kernels sharded, and their
+    Adam moments with them; the scale replicated) equals the same fit on one device."""
+    model = jl.mixed_precision(jl.serial(jl.Dense(16, activation="tanh"), jl.Dense(3)),
+                               jl.Policy(compute="float16"))
+    x, y = _data(48, (6,), seed=5)
+    loss_scale = jl.DynamicLossScale(2.0 ** 19, period=2)  # overflows first, then grows
+    optimizer = optax.adam(1e-2)
+    ts1, h1, _, ts24, h24, _ = _fit_pair(
+        model, (x, y), (16, 6), _mesh((2, 4), ("data", "model")), optimizer,
+        param_rules={"0/kernel": P(None, "model")}, epochs=2, loss=CE,
+        fit_kw={"loss_scale": loss_scale})
+
+    class Scales(jl.callbacks.Callback):  # the scale after every step (one device)
+        trace = []
+
+        def on_batch_end(self, step, logs, train_state):
+            self.trace.append(float(train_state.opt_state[1].loss_scale))
+
+    params, state = model.init(jax.random.key(0), (16, 6))
+    jl.fit(model, (params, state), (x, y), loss=CE, optimizer=optimizer, epochs=2,
+           batch_size=16, key=jax.random.key(1), verbose=False, loss_scale=loss_scale,
+           callbacks=[Scales()])
+    scales = [(float(t.opt_state[1].loss_scale), int(t.opt_state[1].counter))
+              for t in (ts1, ts24)]
+    mu = ts24.opt_state[0][0].mu
+    return {"params_diff": _max_diff(ts1.params, ts24.params),
+            "opt_diff": _max_diff(ts1.opt_state, ts24.opt_state), "scales": scales,
+            "scale_trace": Scales.trace,
+            "loss_single": h1["loss"], "loss_mesh": h24["loss"],
+            "kernel_spec": str(ts24.params[0]["kernel"].sharding.spec),
+            "mu_specs": sorted({str(a.sharding.spec) for a in jax.tree.leaves(mu)}),
+            "scale_spec": str(ts24.opt_state[1].loss_scale.sharding.spec)}
+
+
 def _error(fn):
     try:
         fn()
@@ -324,6 +359,7 @@ def main():
               ("lenet", check_lenet), ("model_parallel", lambda: check_model_parallel(store)),
               ("checkpoints", lambda: check_checkpoints(store)),
               ("hand_loop", check_hand_loop), ("eval_predict", check_eval_predict),
+              ("loss_scale", check_loss_scale),
               ("errors", check_errors)]
     only = set(sys.argv[1:])
     for name, check in checks:

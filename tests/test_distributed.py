@@ -136,6 +136,19 @@ def test_evaluate_and_predict_on_a_mesh_equal_one_device(checks):
     assert r["predict_trained_diff"] < ATOL
 
 
+def test_float16_fit_with_a_loss_scale_on_a_mesh_matches_one_device(checks):
+    r = _result(checks, "loss_scale")
+    # overflow (skip, halve), two finite steps (grow), and again: both branches ran
+    assert r["scale_trace"] == [2.0 ** 18, 2.0 ** 18, 2.0 ** 19] * 2
+    assert r["scales"][0] == r["scales"][1]
+    # float16 matmuls summed in another order: within a float16 rounding (2**-11 at 1)
+    assert r["params_diff"] < 2e-4 and r["opt_diff"] < 2e-4
+    np.testing.assert_allclose(r["loss_mesh"], r["loss_single"], rtol=1e-4)
+    # the Adam moments live with their sharded kernel; the scale is replicated
+    assert r["kernel_spec"] == "P(None, 'model')" and r["scale_spec"] == "P()"
+    assert r["mu_specs"] == ["P()", "P(None, 'model')"]
+
+
 @pytest.mark.parametrize("case, what", [
     ("evaluate_batch_size", "evaluate: batch_size 12 does not split over the 8 devices of "
                             "mesh axis 'data'"),
