@@ -342,8 +342,11 @@ def LSTM(units: int, *, activation="tanh", recurrent_activation="sigmoid",
     go_backwards, no recurrent_dropout, float32 compute, and no padding or `lengths=`
     (a mask= or jl.Masked input may have holes, which cuDNN cannot take: the scan runs).
     It computes the same function as the scan (tested against cuDNN's reference
-    `jax.experimental.rnn.lstm_ref` on the CPU); its derivative is cuDNN's backward pass,
-    reverse mode only (for jax.jvp pass derivative="custom", which keeps the scan).
+    `jax.experimental.rnn.lstm_ref` on the CPU; not yet run on a GPU). Limits of cuDNN's
+    kernel in JAX 0.10: its derivative is cuDNN's backward pass, reverse mode only (no
+    jax.jvp, no second derivatives), and it has no batching rule (no jax.vmap over the
+    layer): for those on a GPU pass derivative="custom" (or any implementation=), which
+    keeps the scan.
     implementation="cudnn" insists on it: a ValueError at trace time where it cannot run
     (another backend than CUDA, or a configuration above that is not cuDNN's).
     """
