@@ -7,6 +7,8 @@ lstm_ref must give the scan's outputs, final h and c, and gradients; the layer's
 is exercised by standing lstm_ref in for cuDNN and "cuda" for the backend.
 """
 
+import functools
+
 import chex
 import jax
 import jax.numpy as jnp
@@ -52,9 +54,10 @@ def test_packed_params_through_lstm_ref_equal_the_scan_with_unequal_lengths(use_
     layer = jl.LSTM(U, use_bias=use_bias, return_sequences=True, return_state=True)
     params = _params(layer)
     x, h0, c0 = _inputs()
-    (ys, h, c), _ = layer.apply(params, {}, x, initial_state=(h0, c0), lengths=LENGTHS)
-    ys2, (h2, c2) = _cudnn.run_lstm(params, x, (h0, c0), jnp.asarray(LENGTHS), U,
-                                    lstm=reference_lstm)
+    (ys, h, c), _ = jax.jit(functools.partial(layer.apply, lengths=LENGTHS))(
+        params, {}, x, initial_state=(h0, c0))
+    ys2, (h2, c2) = jax.jit(_cudnn.run_lstm, static_argnums=(4, 5))(
+        params, x, (h0, c0), jnp.asarray(LENGTHS), U, reference_lstm)
     chex.assert_trees_all_close(ys2, ys, rtol=1e-5, atol=1e-6)
     chex.assert_trees_all_close(h2, h, rtol=1e-5, atol=1e-6)
     chex.assert_trees_all_close(c2, c, rtol=1e-5, atol=1e-6)
@@ -83,8 +86,8 @@ def test_gradients_through_lstm_ref_equal_the_scans_wrt_params_inputs_and_state(
                                      lstm=reference_lstm)
         return objective(ys, h, c)
 
-    want = jax.grad(scan, argnums=(0, 1, 2, 3))(params, x, h0, c0)
-    got = jax.grad(cudnn, argnums=(0, 1, 2, 3))(params, x, h0, c0)
+    want = jax.jit(jax.grad(scan, argnums=(0, 1, 2, 3)))(params, x, h0, c0)
+    got = jax.jit(jax.grad(cudnn, argnums=(0, 1, 2, 3)))(params, x, h0, c0)
     chex.assert_trees_all_close(got, want, rtol=1e-4, atol=1e-5)
     # the padded steps of x get no gradient, the empty row's h0 all of h's
     assert not np.any(np.asarray(got[1])[1, 3:])
