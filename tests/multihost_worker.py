@@ -22,6 +22,8 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 import jax  # noqa: E402
 
+# gloo is jax 0.10's default for CPU collectives in a multi-process run (a run without
+# this line passes too); set here so that a change of default does not change the test
 jax.config.update("jax_cpu_collectives_implementation", "gloo")
 
 import numpy as np  # noqa: E402
