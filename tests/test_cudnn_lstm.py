@@ -215,3 +215,18 @@ def test_implementation_cudnn_where_it_cannot_run_is_a_value_error(monkeypatch):
         backwards.apply(params, {}, x)
     with pytest.raises(ValueError, match="implementation must be one of"):
         jl.GRU(U, implementation="cudnn")  # the GRU has no cuDNN path
+
+
+def test_bidirectional_runs_cudnn_both_ways_without_padding_and_the_scan_with_it(fake_cuda):
+    x, _, _ = _inputs(seed=9)
+    layer = jl.Bidirectional(jl.LSTM(U, return_sequences=True))
+    scan_layer = jl.Bidirectional(jl.LSTM(U, return_sequences=True, derivative="custom"))
+    params, state = layer.init(jax.random.key(2), (N, T, D))
+    want, _ = scan_layer.apply(params, state, x)
+    got, _ = layer.apply(params, state, x)
+    assert fake_cuda == [(N, T, D)] * 2  # the backward copy reads the flipped input
+    chex.assert_trees_all_close(got, want, rtol=1e-5, atol=1e-6)
+    # lengths= reach the wrapped layers as a jl.Masked (reversed within each length):
+    # a mask, which keeps the scan
+    layer.apply(params, state, x, lengths=LENGTHS)
+    assert len(fake_cuda) == 2
