@@ -331,6 +331,19 @@ def CRF(num_tags: int, *, transitions_init=zeros, boundary_init=zeros, dtype=Non
     layer this one has no built-in Dense kernel (put a Dense(K) before it) and returns
     one pytree instead of four tensors; unlike pytorch-crf's `decode` the tags come
     padded to (N, T), not as lists.
+
+    Example:
+      >>> import jax, jax.numpy as jnp, jaxlayers as jl
+      >>> crf = jl.CRF(3)
+      >>> emissions = jnp.array([[[1.0, 0, 0], [0, 2, 1], [0, 0, 3], [4, 0, 0]]])  # (N, T, K)
+      >>> params, state = crf.init(jax.random.key(0), emissions.shape)
+      >>> out, _ = crf.apply(params, state, emissions, lengths=jnp.array([3]))
+      >>> print(out.tags)  # zero transitions: each step's argmax; the padded step decodes to 0
+      [[0 1 2 0]]
+      >>> params["transitions"] = jnp.zeros((3, 3)).at[1, 2].set(-9.0)  # tag 1 -> tag 2 costs 9
+      >>> out, _ = crf.apply(params, state, emissions, lengths=jnp.array([3]))
+      >>> print(out.tags)  # the best path is now 0, 2, 2 (score 1 + 1 + 3)
+      [[0 2 2 0]]
     """
     check_positive_int("CRF", "num_tags", num_tags)
     for name, fn in (("transitions_init", transitions_init), ("boundary_init", boundary_init)):

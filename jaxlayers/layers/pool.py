@@ -213,6 +213,16 @@ def AdaptiveAvgPool2D(output_size) -> Layer:
 
     Keras has no adaptive pooling; PyTorch's `AdaptiveAvgPool2d(None)` (keep a size) is not
     supported.
+
+    Example:
+      >>> import jax, jax.numpy as jnp, jaxlayers as jl
+      >>> pool = jl.AdaptiveAvgPool2D(2)
+      >>> x = jnp.arange(20.0).reshape(1, 5, 4, 1)  # x[0, i, j, 0] = 4i + j
+      >>> params, state = pool.init(jax.random.key(0), x.shape)
+      >>> y, _ = pool.apply(params, state, x)  # rows [0, 3) and [2, 5) overlap; columns [0, 2), [2, 4)
+      >>> print(y[0, :, :, 0])
+      [[ 4.5  6.5]
+       [12.5 14.5]]
     """
     name = "AdaptiveAvgPool2D"
     out_h, out_w = ntuple(name, "output_size", output_size, 2)
