@@ -100,7 +100,8 @@ def serial(*layers: Layer, **named_layers: Layer) -> Layer:
       >>> params, state = model.init(jax.random.key(0), (2, 5))
       >>> jax.tree.map(jnp.shape, params)  # a tuple, one entry per child
       ({'bias': (8,), 'kernel': (5, 8)}, {}, {'bias': (3,), 'kernel': (8, 3)})
-      >>> y, state = model.apply(params, state, jnp.ones((2, 5)), key=jax.random.key(1), training=True)
+      >>> x = jnp.ones((2, 5))
+      >>> y, state = model.apply(params, state, x, key=jax.random.key(1), training=True)
       >>> y.shape
       (2, 3)
       >>> jl.summary(jl.serial(jl.Dense(256), jl.Dense(128), jl.Dense(10)), (1, 784),
@@ -215,7 +216,8 @@ def fanout(*branches: int | str) -> Layer:
     Example:
       >>> import jax, jax.numpy as jnp, jaxlayers as jl
       >>> model = jl.serial(jl.fanout("wide", "narrow"),
-      ...                   jl.parallel(wide=jl.Dense(5), narrow=jl.Dense(2)), jl.Concatenate())
+      ...                   jl.parallel(wide=jl.Dense(5), narrow=jl.Dense(2)),
+      ...                   jl.Concatenate())
       >>> params, state = model.init(jax.random.key(0), (2, 4))
       >>> y, _ = model.apply(params, state, jnp.ones((2, 4)))
       >>> y.shape  # 5 + 2 features

@@ -61,7 +61,8 @@ def Branches(merge: Layer, /, *, activation=None, name: str | None = None,
 
     Example:
       >>> import jax, jax.numpy as jnp, jaxlayers as jl
-      >>> block = jl.Branches(jl.Add(), main=jl.Dense(4), shortcut=jl.Identity(), activation="relu")
+      >>> block = jl.Branches(jl.Add(), main=jl.Dense(4), shortcut=jl.Identity(),
+      ...                     activation="relu")
       >>> params, state = block.init(jax.random.key(0), (2, 4))
       >>> list(params)
       ['main', 'shortcut']

@@ -340,7 +340,7 @@ def CRF(num_tags: int, *, transitions_init=zeros, boundary_init=zeros, dtype=Non
       >>> out, _ = crf.apply(params, state, emissions, lengths=jnp.array([3]))
       >>> print(out.tags)  # zero transitions: each step's argmax; the padded step decodes to 0
       [[0 1 2 0]]
-      >>> params["transitions"] = jnp.zeros((3, 3)).at[1, 2].set(-9.0)  # tag 1 -> tag 2 costs 9
+      >>> params["transitions"] = jnp.zeros((3, 3)).at[1, 2].set(-9.0)  # 1 -> 2 costs 9
       >>> out, _ = crf.apply(params, state, emissions, lengths=jnp.array([3]))
       >>> print(out.tags)  # the best path is now 0, 2, 2 (score 1 + 1 + 3)
       [[0 2 2 0]]

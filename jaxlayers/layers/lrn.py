@@ -40,7 +40,7 @@ def CrossChannelNormalization(size: int = 5, *, alpha: float = 1e-4, beta: float
       >>> lrn = jl.CrossChannelNormalization(3, alpha=1.0, beta=0.5, k=1.0)
       >>> x = jnp.array([[1.0, 2.0, 3.0]])
       >>> params, state = lrn.init(jax.random.key(0), x.shape)
-      >>> y, _ = lrn.apply(params, state, x)  # x / sqrt(1 + (sum of squares in the window) / 3)
+      >>> y, _ = lrn.apply(params, state, x)  # x / sqrt(1 + window's sum of squares / 3)
       >>> print(np.asarray(y).round(3))  # 1/sqrt(1 + 5/3), 2/sqrt(1 + 14/3), 3/sqrt(1 + 13/3)
       [[0.612 0.84  1.299]]
     """

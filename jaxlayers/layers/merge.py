@@ -48,7 +48,7 @@ def Add() -> Layer:
     Example:
       >>> import jax, jax.numpy as jnp, jaxlayers as jl
       >>> add = jl.Add()
-      >>> xs = (jnp.array([[1.0, 2.0]]), jnp.array([[10.0, 20.0]]), jnp.array([[100.0, 200.0]]))
+      >>> xs = (jnp.array([[1.0, 2.0]]), jnp.array([[10.0, 20.0]]), jnp.array([[100.0, 200]]))
       >>> params, state = add.init(jax.random.key(0), tuple(x.shape for x in xs))
       >>> y, _ = add.apply(params, state, xs)
       >>> print(y)

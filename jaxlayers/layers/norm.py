@@ -55,7 +55,7 @@ def BatchNorm(*, momentum: float = 0.99, epsilon: float = 1e-3,
     Example:
       >>> import jax, jax.numpy as jnp, numpy as np, jaxlayers as jl
       >>> bn = jl.BatchNorm()
-      >>> x = jnp.array([[1.0, 10.0], [3.0, 50.0]])  # per feature: mean 2 and 30, var 1 and 400
+      >>> x = jnp.array([[1.0, 10.0], [3.0, 50.0]])  # means 2, 30; variances 1, 400
       >>> params, state = bn.init(jax.random.key(0), x.shape)
       >>> y, state = bn.apply(params, state, x, training=True)
       >>> print(np.asarray(y).round(3))  # (x - mean) / sqrt(var + 0.001)
