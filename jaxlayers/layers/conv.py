@@ -123,10 +123,10 @@ _CONV_DOC = """{n}-D convolution: y = activation(x ⋆ kernel + bias), cross-cor
         the wrong rank, channels not matching the kernel or not divisible by groups, or a
         kernel larger than the padded input (trace time).
       TypeError: a non-float input.
-
+{example}
     PyTorch stores the kernel (out, in // groups, *spatial): ours is its
     `permute({perm})`. Keras's layout is ours (HWIO).
-{example}    """
+    """
 
 _CONV_EXAMPLES = {
     1: """
@@ -418,13 +418,13 @@ _TRANSPOSE_DOC = """Transposed {n}-D convolution: the adjoint (gradient) of Conv
       ValueError: bad arguments as Conv{n}D, output_padding not smaller than strides or
         dilation (construction); wrong rank or channels, an empty output (trace time).
       TypeError: a non-float input.
-
+{example}
     Conventions: matches PyTorch's conv_transpose{n}d (not Flax's unflipped ConvTranspose).
     The kernel is stored spatial + (in, out), in = this layer's input channels: PyTorch's
     weight (in, out, *spatial) permuted ({perm}); Keras stores spatial + (out, in).
     "same" follows Keras (the adjoint of a "same" conv, odd crop at the end); PyTorch's
     padding=(k - 1) // 2 with output_padding=1 crops the odd row at the start instead.
-{example}    """
+    """
 
 _TRANSPOSE_EXAMPLES = {
     1: """

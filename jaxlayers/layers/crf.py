@@ -327,11 +327,6 @@ def CRF(num_tags: int, *, transitions_init=zeros, boundary_init=zeros, dtype=Non
         axis other than num_tags, padding given two ways or of the wrong shape (trace time).
       TypeError: a non-float input.
 
-    None of Keras, Flax, Haiku or Equinox ships a CRF. Unlike TensorFlow Addons' CRF
-    layer this one has no built-in Dense kernel (put a Dense(K) before it) and returns
-    one pytree instead of four tensors; unlike pytorch-crf's `decode` the tags come
-    padded to (N, T), not as lists.
-
     Example:
       >>> import jax, jax.numpy as jnp, jaxlayers as jl
       >>> crf = jl.CRF(3)
@@ -344,6 +339,11 @@ def CRF(num_tags: int, *, transitions_init=zeros, boundary_init=zeros, dtype=Non
       >>> out, _ = crf.apply(params, state, emissions, lengths=jnp.array([3]))
       >>> print(out.tags)  # the best path is now 0, 2, 2 (score 1 + 1 + 3)
       [[0 2 2 0]]
+
+    None of Keras, Flax, Haiku or Equinox ships a CRF. Unlike TensorFlow Addons' CRF
+    layer this one has no built-in Dense kernel (put a Dense(K) before it) and returns
+    one pytree instead of four tensors; unlike pytorch-crf's `decode` the tags come
+    padded to (N, T), not as lists.
     """
     check_positive_int("CRF", "num_tags", num_tags)
     for name, fn in (("transitions_init", transitions_init), ("boundary_init", boundary_init)):

@@ -80,7 +80,7 @@ _POOL_DOC = """{Kind} pooling over {n}-D windows: y = {op} of x over each pool_s
         smaller than the window (construction); input of the wrong rank, a window larger
         than the padded input (trace time).
       TypeError: a non-float input.
-    {note}{example}"""
+{example}    {note}"""
 
 _MAX_NOTE = """
     Padded positions count as -inf (never picked), as PyTorch's max_pool and Keras.
@@ -342,9 +342,6 @@ def AdaptiveAvgPool2D(output_size) -> Layer:
       ValueError: a non-positive output_size (construction); input of the wrong rank
         (trace time). TypeError: a non-float input.
 
-    Keras has no adaptive pooling; PyTorch's `AdaptiveAvgPool2d(None)` (keep a size) is not
-    supported.
-
     Example:
       >>> import jax, jax.numpy as jnp, jaxlayers as jl
       >>> pool = jl.AdaptiveAvgPool2D(2)
@@ -354,6 +351,9 @@ def AdaptiveAvgPool2D(output_size) -> Layer:
       >>> print(y[0, :, :, 0])
       [[ 4.5  6.5]
        [12.5 14.5]]
+
+    Keras has no adaptive pooling; PyTorch's `AdaptiveAvgPool2d(None)` (keep a size) is not
+    supported.
     """
     name = "AdaptiveAvgPool2D"
     out_h, out_w = ntuple(name, "output_size", output_size, 2)

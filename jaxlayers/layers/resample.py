@@ -117,11 +117,6 @@ def Resize(height: int, width: int, *, method: str = "bilinear",
       ValueError: a non-positive size or an unknown method (construction); input of the
         wrong rank (trace time). TypeError: a non-float input.
 
-    Where the libraries differ: "nearest" takes the pixel nearest to the half-pixel
-    position, floor((i + 0.5)·in/out), as TF2/Keras and PyTorch's "nearest-exact"
-    (PyTorch's "nearest" is floor(i·in/out)); "bicubic" is Keys' kernel with a = -0.5
-    (TF/Keras), PyTorch uses a = -0.75. Integer upscaling with "nearest" agrees everywhere.
-
     Example:
       >>> import jax, jax.numpy as jnp, jaxlayers as jl
       >>> resize = jl.Resize(3, 5)
@@ -129,6 +124,11 @@ def Resize(height: int, width: int, *, method: str = "bilinear",
       >>> y, _ = resize.apply(params, state, jnp.ones((2, 6, 4, 3)))
       >>> y.shape, float(y.min()), float(y.max())  # interpolation keeps a constant image
       ((2, 3, 5, 3), 1.0, 1.0)
+
+    Where the libraries differ: "nearest" takes the pixel nearest to the half-pixel
+    position, floor((i + 0.5)·in/out), as TF2/Keras and PyTorch's "nearest-exact"
+    (PyTorch's "nearest" is floor(i·in/out)); "bicubic" is Keys' kernel with a = -0.5
+    (TF/Keras), PyTorch uses a = -0.75. Integer upscaling with "nearest" agrees everywhere.
     """
     name = "Resize"
     height = check_positive_int(name, "height", height)

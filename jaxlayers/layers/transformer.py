@@ -334,8 +334,10 @@ def TransformerEncoder(num_layers: int, num_heads: int, ffn_dim: int, *,
 
     Example:
       >>> import jax, jax.numpy as jnp, jaxlayers as jl
-      >>> encoder = jl.TransformerEncoder(3, 2, 16, scan=True)
+      >>> encoder = jl.TransformerEncoder(2, 2, 16, norm_first=True)
       >>> params, state = encoder.init(jax.random.key(0), (2, 5, 8))
+      >>> list(params)  # pre-LN stacks end with a final LayerNorm
+      ['blocks', 'norm']
       >>> y, _ = encoder.apply(params, state, jnp.ones((2, 5, 8)))
       >>> y.shape
       (2, 5, 8)
