@@ -139,6 +139,8 @@ _CONV_EXAMPLES = {
       >>> y, _ = conv.apply(params, state, x)
       >>> print(y.ravel())  # cross-correlation, "valid": 1 - 3, 2 - 4, 3 - 5
       [-2. -2. -2.]
+      >>> jl.output_shape(jl.Conv1D(8, 3), (1, 4, 100))  # seed 003 Q16: 4 words, 2 windows
+      (1, 2, 8)
 """,
     2: """
     Example:
@@ -152,6 +154,9 @@ _CONV_EXAMPLES = {
       [[ 7. -1. -6.]
        [ 9.  1. -5.]
        [-2.  0. -1.]]
+      >>> conv = jl.Conv2D(64, 3)  # seed 003 Q14: 3 x 3 x 3 x 64 + 64 parameters
+      >>> jl.summary(conv, (1, 32, 32, 3), print_fn=None).total_params
+      1792
 """,
     3: """
     Example:
