@@ -121,7 +121,7 @@ _POOL_EXAMPLES = {
       >>> y, _ = pool.apply(params, state, jnp.arange(720.0).reshape(2, 4, 5, 6, 3))
       >>> y.shape  # floor(in / pool_size) per axis
       (2, 2, 2, 2, 3)
-      >>> float(y[0, 0, 0, 0, 0])  # x[0, 1, 1, 2, 0]: (1 * 30 + 1 * 6 + 2) * 3
+      >>> float(y[0, 0, 0, 0, 0])  # the window's last x[0, 1, 1, 2, 0] = 1·90 + 1·18 + 2·3
       114.0
 """,
     ('avg', 1): """

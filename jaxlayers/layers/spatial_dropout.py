@@ -50,7 +50,7 @@ _EXAMPLES = {
       >>> x = jnp.ones((2, 5, 4))
       >>> params, state = drop.init(jax.random.key(0), x.shape)
       >>> y, _ = drop.apply(params, state, x, key=jax.random.key(1), training=True)
-      >>> print(y[:, 0] * 0.75)  # per (example, channel): 0, or 1 / 0.75
+      >>> print(y[:, 0] * 0.75)  # y * (1 - rate): 0 or 1 per (example, channel)
       [[1. 1. 1. 1.]
        [0. 1. 0. 0.]]
       >>> bool((y == y[:, :1]).all())  # one draw for every position of a channel
@@ -63,7 +63,7 @@ _EXAMPLES = {
       >>> x = jnp.ones((2, 3, 4, 4))
       >>> params, state = drop.init(jax.random.key(0), x.shape)
       >>> y, _ = drop.apply(params, state, x, key=jax.random.key(1), training=True)
-      >>> print(y[:, 0, 0] * 0.75)  # per (example, channel): 0, or 1 / 0.75
+      >>> print(y[:, 0, 0] * 0.75)  # y * (1 - rate): 0 or 1 per (example, channel)
       [[1. 1. 1. 1.]
        [0. 1. 0. 0.]]
       >>> bool((y == y[:, :1, :1]).all())  # one draw for every position of a channel
@@ -76,7 +76,7 @@ _EXAMPLES = {
       >>> x = jnp.ones((2, 2, 3, 2, 4))
       >>> params, state = drop.init(jax.random.key(0), x.shape)
       >>> y, _ = drop.apply(params, state, x, key=jax.random.key(1), training=True)
-      >>> print(y[:, 0, 0, 0] * 0.75)  # per (example, channel): 0, or 1 / 0.75
+      >>> print(y[:, 0, 0, 0] * 0.75)  # y * (1 - rate): 0 or 1 per (example, channel)
       [[1. 1. 1. 1.]
        [0. 1. 0. 0.]]
       >>> bool((y == y[:, :1, :1, :1]).all())  # one draw for every position of a channel
