@@ -123,17 +123,63 @@ _CONV_DOC = """{n}-D convolution: y = activation(x ⋆ kernel + bias), cross-cor
         the wrong rank, channels not matching the kernel or not divisible by groups, or a
         kernel larger than the padded input (trace time).
       TypeError: a non-float input.
-
+{example}
     PyTorch stores the kernel (out, in // groups, *spatial): ours is its
     `permute({perm})`. Keras's layout is ours (HWIO).
     """
 
+_CONV_EXAMPLES = {
+    1: """
+    Example:
+      >>> import jax, jax.numpy as jnp, jaxlayers as jl
+      >>> conv = jl.Conv1D(1, 3, use_bias=False)
+      >>> x = jnp.array([1.0, 2, 3, 4, 5]).reshape(1, 5, 1)  # (N, L, C)
+      >>> params, state = conv.init(jax.random.key(0), x.shape)
+      >>> params = {"kernel": jnp.array([1.0, 0, -1]).reshape(3, 1, 1)}  # seed 003 Q13's w
+      >>> y, _ = conv.apply(params, state, x)
+      >>> print(y.ravel())  # cross-correlation, "valid": 1 - 3, 2 - 4, 3 - 5
+      [-2. -2. -2.]
+      >>> jl.output_shape(jl.Conv1D(8, 3), (1, 4, 100))  # seed 003 Q16: 4 words, 2 windows
+      (1, 2, 8)
+""",
+    2: """
+    Example:
+      >>> import jax, jax.numpy as jnp, jaxlayers as jl
+      >>> conv = jl.Conv2D(1, 2)
+      >>> x = jnp.array([[1.0, 3, -1, 0], [2, -2, 0, 5], [4, 1, -1, 3], [-3, 0, 1, 2]])
+      >>> params, state = conv.init(jax.random.key(0), (1, 4, 4, 1))
+      >>> params["kernel"] = jnp.array([[1.0, 0], [2, -1]]).reshape(2, 2, 1, 1)  # HWIO
+      >>> y, _ = conv.apply(params, state, x.reshape(1, 4, 4, 1))
+      >>> print(y[0, :, :, 0])  # seed 002: no kernel flip, "valid": 4x4 -> 3x3
+      [[ 7. -1. -6.]
+       [ 9.  1. -5.]
+       [-2.  0. -1.]]
+      >>> conv = jl.Conv2D(64, 3)  # seed 003 Q14: 3 x 3 x 3 x 64 + 64 parameters
+      >>> jl.summary(conv, (1, 32, 32, 3), print_fn=None).total_params
+      1792
+""",
+    3: """
+    Example:
+      >>> import jax, jax.numpy as jnp, jaxlayers as jl
+      >>> conv = jl.Conv3D(4, (3, 2, 2), strides=(1, 2, 2))
+      >>> params, state = conv.init(jax.random.key(0), (2, 5, 8, 7, 3))
+      >>> params["kernel"].shape  # (kd, kh, kw, C, filters)
+      (3, 2, 2, 3, 4)
+      >>> y, _ = conv.apply(params, state, jnp.ones((2, 5, 8, 7, 3)))
+      >>> y.shape  # floor((in - k) / s) + 1 per axis
+      (2, 3, 4, 3, 4)
+""",
+}
+
 Conv1D = specialise(_conv_nd, 1, "Conv1D", _CONV_DOC.format(
-    n=1, layout=LAYOUTS[1], out=_OUT[1], kernel=_KERNEL[1], perm="2, 1, 0"))
+    n=1, layout=LAYOUTS[1], out=_OUT[1], kernel=_KERNEL[1], perm="2, 1, 0",
+    example=_CONV_EXAMPLES[1]))
 Conv2D = specialise(_conv_nd, 2, "Conv2D", _CONV_DOC.format(
-    n=2, layout=LAYOUTS[2], out=_OUT[2], kernel=_KERNEL[2], perm="2, 3, 1, 0"))
+    n=2, layout=LAYOUTS[2], out=_OUT[2], kernel=_KERNEL[2], perm="2, 3, 1, 0",
+    example=_CONV_EXAMPLES[2]))
 Conv3D = specialise(_conv_nd, 3, "Conv3D", _CONV_DOC.format(
-    n=3, layout=LAYOUTS[3], out=_OUT[3], kernel=_KERNEL[3], perm="2, 3, 4, 1, 0"))
+    n=3, layout=LAYOUTS[3], out=_OUT[3], kernel=_KERNEL[3], perm="2, 3, 4, 1, 0",
+    example=_CONV_EXAMPLES[3]))
 
 
 def _depthwise_params(key, name, n, input_spec, kernel_size, m, kernel_init, param_dtype):
@@ -162,6 +208,16 @@ def DepthwiseConv2D(kernel_size, *, depth_multiplier: int = 1, strides=1, paddin
       from (kh, kw, C, m): the same glorot scale when m = 1.
 
     Raises: as Conv2D.
+
+    Example:
+      >>> import jax, jax.numpy as jnp, jaxlayers as jl
+      >>> depthwise = jl.DepthwiseConv2D(3, depth_multiplier=2)
+      >>> params, state = depthwise.init(jax.random.key(0), (2, 5, 6, 3))
+      >>> jax.tree.map(jnp.shape, params)
+      {'bias': (6,), 'kernel': (3, 3, 1, 6)}
+      >>> y, _ = depthwise.apply(params, state, jnp.ones((2, 5, 6, 3)))
+      >>> y.shape  # "valid": 5 - 2, 6 - 2; 3 channels x 2 filters each
+      (2, 3, 4, 6)
     """
     name, n = "DepthwiseConv2D", 2
     m = check_positive_int(name, "depth_multiplier", depth_multiplier)
@@ -241,12 +297,39 @@ _SEPARABLE_DOC = """Depthwise-separable {n}-D convolution: a depthwise conv, the
       two kernels.
 
     Raises: as Conv{n}D.
-    """
+{example}    """
+
+_SEPARABLE_EXAMPLES = {
+    1: """
+    Example:
+      >>> import jax, jax.numpy as jnp, jaxlayers as jl
+      >>> sep = jl.SeparableConv1D(4, 3, depth_multiplier=2)
+      >>> params, state = sep.init(jax.random.key(0), (2, 7, 3))
+      >>> jax.tree.map(jnp.shape, params)
+      {'bias': (4,), 'depthwise_kernel': (3, 1, 6), 'pointwise_kernel': (1, 6, 4)}
+      >>> y, _ = sep.apply(params, state, jnp.ones((2, 7, 3)))
+      >>> y.shape
+      (2, 5, 4)
+""",
+    2: """
+    Example:
+      >>> import jax, jax.numpy as jnp, jaxlayers as jl
+      >>> sep = jl.SeparableConv2D(128, 3, use_bias=False)
+      >>> params, state = sep.init(jax.random.key(0), (1, 5, 6, 64))
+      >>> jax.tree.map(jnp.shape, params)  # seed 003 Q16: 576 + 8,192 = 8,768 weights
+      {'depthwise_kernel': (3, 3, 1, 64), 'pointwise_kernel': (1, 1, 64, 128)}
+      >>> y, _ = sep.apply(params, state, jnp.ones((1, 5, 6, 64)))
+      >>> y.shape
+      (1, 3, 4, 128)
+""",
+}
 
 SeparableConv1D = specialise(_separable_nd, 1, "SeparableConv1D", _SEPARABLE_DOC.format(
-    n=1, layout=LAYOUTS[1], out=_OUT[1], kernel=_KERNEL[1], ones="1, "))
+    n=1, layout=LAYOUTS[1], out=_OUT[1], kernel=_KERNEL[1], ones="1, ",
+    example=_SEPARABLE_EXAMPLES[1]))
 SeparableConv2D = specialise(_separable_nd, 2, "SeparableConv2D", _SEPARABLE_DOC.format(
-    n=2, layout=LAYOUTS[2], out=_OUT[2], kernel=_KERNEL[2], ones="1, 1, "))
+    n=2, layout=LAYOUTS[2], out=_OUT[2], kernel=_KERNEL[2], ones="1, 1, ",
+    example=_SEPARABLE_EXAMPLES[2]))
 
 
 def _transpose_pads(in_sizes, windows, strides, padding, output_padding):
@@ -340,7 +423,7 @@ _TRANSPOSE_DOC = """Transposed {n}-D convolution: the adjoint (gradient) of Conv
       ValueError: bad arguments as Conv{n}D, output_padding not smaller than strides or
         dilation (construction); wrong rank or channels, an empty output (trace time).
       TypeError: a non-float input.
-
+{example}
     Conventions: matches PyTorch's conv_transpose{n}d (not Flax's unflipped ConvTranspose).
     The kernel is stored spatial + (in, out), in = this layer's input channels: PyTorch's
     weight (in, out, *spatial) permuted ({perm}); Keras stores spatial + (out, in).
@@ -348,9 +431,44 @@ _TRANSPOSE_DOC = """Transposed {n}-D convolution: the adjoint (gradient) of Conv
     padding=(k - 1) // 2 with output_padding=1 crops the odd row at the start instead.
     """
 
+_TRANSPOSE_EXAMPLES = {
+    1: """
+    Example:
+      >>> import jax, jax.numpy as jnp, jaxlayers as jl
+      >>> up = jl.Conv1DTranspose(4, 3, strides=2)
+      >>> params, state = up.init(jax.random.key(0), (2, 5, 3))
+      >>> params["kernel"].shape  # (k, C, filters)
+      (3, 3, 4)
+      >>> y, _ = up.apply(params, state, jnp.ones((2, 5, 3)))
+      >>> y.shape  # "valid": (5 - 1) * 2 + 3
+      (2, 11, 4)
+""",
+    2: """
+    Example:
+      >>> import jax, jax.numpy as jnp, jaxlayers as jl
+      >>> up = jl.Conv2DTranspose(2, 3, strides=2, padding="same")
+      >>> params, state = up.init(jax.random.key(0), (1, 4, 4, 3))
+      >>> y, _ = up.apply(params, state, jnp.ones((1, 4, 4, 3)))
+      >>> y.shape  # seed 003 Q16: 3x3 at stride 2 takes 4x4 back to 8x8
+      (1, 8, 8, 2)
+""",
+    3: """
+    Example:
+      >>> import jax, jax.numpy as jnp, jaxlayers as jl
+      >>> up = jl.Conv3DTranspose(3, 2, strides=2)
+      >>> params, state = up.init(jax.random.key(0), (1, 2, 3, 4, 2))
+      >>> y, _ = up.apply(params, state, jnp.ones((1, 2, 3, 4, 2)))
+      >>> y.shape  # kernel 2 at stride 2 doubles every axis
+      (1, 4, 6, 8, 3)
+""",
+}
+
 Conv1DTranspose = specialise(_conv_transpose_nd, 1, "Conv1DTranspose", _TRANSPOSE_DOC.format(
-    n=1, layout=LAYOUTS[1], out=_OUT[1], kernel=_KERNEL[1], perm="2, 0, 1"))
+    n=1, layout=LAYOUTS[1], out=_OUT[1], kernel=_KERNEL[1], perm="2, 0, 1",
+    example=_TRANSPOSE_EXAMPLES[1]))
 Conv2DTranspose = specialise(_conv_transpose_nd, 2, "Conv2DTranspose", _TRANSPOSE_DOC.format(
-    n=2, layout=LAYOUTS[2], out=_OUT[2], kernel=_KERNEL[2], perm="2, 3, 0, 1"))
+    n=2, layout=LAYOUTS[2], out=_OUT[2], kernel=_KERNEL[2], perm="2, 3, 0, 1",
+    example=_TRANSPOSE_EXAMPLES[2]))
 Conv3DTranspose = specialise(_conv_transpose_nd, 3, "Conv3DTranspose", _TRANSPOSE_DOC.format(
-    n=3, layout=LAYOUTS[3], out=_OUT[3], kernel=_KERNEL[3], perm="2, 3, 4, 0, 1"))
+    n=3, layout=LAYOUTS[3], out=_OUT[3], kernel=_KERNEL[3], perm="2, 3, 4, 0, 1",
+    example=_TRANSPOSE_EXAMPLES[3]))

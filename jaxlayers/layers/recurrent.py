@@ -302,6 +302,17 @@ def SimpleRNN(units: int, *, activation="tanh", use_bias: bool = True,
     Shapes: x (N, T, D) -> (N, units), or (N, T, units) with return_sequences.
     params {"kernel": (D, units), "recurrent_kernel": (units, units), "bias": (units,)}:
     units * (D + units + 1) numbers (seed 003: 256 * (100 + 256 + 1) = 91,392). state {} (stateful: the carry).
+
+    Example:
+      >>> import jax, jax.numpy as jnp, numpy as np, jaxlayers as jl
+      >>> rnn = jl.SimpleRNN(1, return_sequences=True)
+      >>> x = jnp.array([[[2.0], [3.0], [1.0]]])  # seed 003 Q17: W_xh 0.5, W_hh 0.8, b 0
+      >>> params, state = rnn.init(jax.random.key(0), x.shape)
+      >>> params = {"kernel": jnp.full((1, 1), 0.5), "recurrent_kernel": jnp.full((1, 1), 0.8),
+      ...           "bias": jnp.zeros(1)}
+      >>> h, _ = rnn.apply(params, state, x)
+      >>> print(np.asarray(h).ravel().round(3))  # the seed prints 0.855 last: a slip
+      [0.762 0.971 0.856]
     """
     kind = _simple_rnn_kind("SimpleRNN", units, activation=activation, use_bias=use_bias,
                             kernel_init=kernel_init, recurrent_init=recurrent_init,
@@ -349,6 +360,18 @@ def LSTM(units: int, *, activation="tanh", recurrent_activation="sigmoid",
     keeps the scan.
     implementation="cudnn" insists on it: a ValueError at trace time where it cannot run
     (another backend than CUDA, or a configuration above that is not cuDNN's).
+
+    Example:
+      >>> import jax, jax.numpy as jnp, jaxlayers as jl
+      >>> lstm = jl.LSTM(8, return_sequences=True, return_state=True)
+      >>> params, state = lstm.init(jax.random.key(0), (2, 5, 3))
+      >>> jax.tree.map(jnp.shape, params)  # the gates i, f, c, o side by side
+      {'bias': (32,), 'kernel': (3, 32), 'recurrent_kernel': (8, 32)}
+      >>> (y, h, c), _ = lstm.apply(params, state, jnp.ones((2, 5, 3)))
+      >>> y.shape, h.shape, c.shape
+      ((2, 5, 8), (2, 8), (2, 8))
+      >>> jl.summary(jl.LSTM(256), (1, 7, 100), print_fn=None).total_params  # 4H(H + D + 1)
+      365568
     """
     kind = _lstm_kind("LSTM", units, activation=activation,
                       recurrent_activation=recurrent_activation, use_bias=use_bias,
@@ -398,6 +421,16 @@ def GRU(units: int, *, activation="tanh", recurrent_activation="sigmoid",
     3U(D + U + 1) numbers (3U(D + U) without bias); with reset_after=True "bias" is
     (2, 3U): row 0 the input bias b, row 1 the recurrent bias b' (as Keras).
     state {} (stateful: the carry).
+
+    Example:
+      >>> import jax, jax.numpy as jnp, jaxlayers as jl
+      >>> gru = jl.GRU(6)
+      >>> params, state = gru.init(jax.random.key(0), (2, 5, 3))
+      >>> h, _ = gru.apply(params, state, jnp.ones((2, 5, 3)))
+      >>> h.shape
+      (2, 6)
+      >>> jl.summary(jl.GRU(256), (1, 7, 100), print_fn=None).total_params  # 3H(H + D + 1)
+      274176
     """
     kind = _gru_kind("GRU", units, activation=activation,
                      recurrent_activation=recurrent_activation, use_bias=use_bias,
