@@ -115,10 +115,13 @@ FITS = dict(activation="tanh", recurrent_activation="sigmoid", go_backwards=Fals
 
 @pytest.mark.parametrize("backend, want", [("cuda", True), ("cpu", False), ("tpu", False),
                                            ("rocm", False)])
-def test_the_rule_takes_cudnn_on_cuda_only(backend, want):
-    assert _cudnn.uses_cudnn(backend, implementation=None, derivative=None, **FITS) is want
-    assert _cudnn.uses_cudnn(backend, implementation=None, derivative=None,
-                             **{**FITS, "padding": "none"}) is want
+def test_the_rule_takes_cudnn_on_cuda_only_and_only_when_asked(backend, want):
+    for padding in ("lengths", "none"):
+        config = {**FITS, "padding": padding}
+        assert _cudnn.uses_cudnn(backend, implementation="cudnn", derivative=None,
+                                 **config) is want
+        # opt-in: never by default, not even on CUDA with cuDNN's configuration
+        assert not _cudnn.uses_cudnn(backend, implementation=None, derivative=None, **config)
 
 
 @pytest.mark.parametrize("change, reason", [
@@ -134,7 +137,7 @@ def test_the_rule_keeps_the_scan_where_cudnn_computes_something_else(change, rea
     config = {**FITS, **change}
     (got,) = _cudnn.cudnn_misfits(**config)
     assert got.startswith(reason), got
-    assert not _cudnn.uses_cudnn("cuda", implementation=None, derivative=None, **config)
+    assert not _cudnn.uses_cudnn("cuda", implementation="cudnn", derivative=None, **config)
 
 
 def test_the_rule_keeps_the_scan_when_a_formulation_or_derivative_is_asked_for():
@@ -168,8 +171,8 @@ def fake_cuda(monkeypatch):
 ])
 def test_on_cuda_the_layer_runs_cudnn_and_equals_the_scan(fake_cuda, kwargs, inputs):
     x, h0, c0 = _inputs(seed=6)
-    scan_layer = jl.LSTM(U, derivative="custom", **kwargs)  # a derivative: the scan
-    layer = jl.LSTM(U, **kwargs)
+    scan_layer = jl.LSTM(U, **kwargs)  # the default: the scan, on CUDA too
+    layer = jl.LSTM(U, implementation="cudnn", **kwargs)
     params = _params(layer, seed=7)
     key = jax.random.key(8)
     run = dict(initial_state=(h0, c0), key=key, training=True, **inputs)
@@ -181,6 +184,7 @@ def test_on_cuda_the_layer_runs_cudnn_and_equals_the_scan(fake_cuda, kwargs, inp
 
 
 @pytest.mark.parametrize("kwargs, inputs", [
+    (dict(), dict(lengths=LENGTHS)),  # cuDNN's configuration, but not asked for
     (dict(go_backwards=True), dict(lengths=LENGTHS)),
     (dict(recurrent_dropout=0.2), dict()),
     (dict(), dict(mask=np.arange(T)[None, :] % 2 == np.arange(N)[:, None] % 2)),
@@ -217,16 +221,17 @@ def test_implementation_cudnn_where_it_cannot_run_is_a_value_error(monkeypatch):
         jl.GRU(U, implementation="cudnn")  # the GRU has no cuDNN path
 
 
-def test_bidirectional_runs_cudnn_both_ways_without_padding_and_the_scan_with_it(fake_cuda):
+def test_bidirectional_runs_cudnn_both_ways_without_padding_and_refuses_a_mask(fake_cuda):
     x, _, _ = _inputs(seed=9)
-    layer = jl.Bidirectional(jl.LSTM(U, return_sequences=True))
-    scan_layer = jl.Bidirectional(jl.LSTM(U, return_sequences=True, derivative="custom"))
+    layer = jl.Bidirectional(jl.LSTM(U, return_sequences=True, implementation="cudnn"))
+    scan_layer = jl.Bidirectional(jl.LSTM(U, return_sequences=True))
     params, state = layer.init(jax.random.key(2), (N, T, D))
     want, _ = scan_layer.apply(params, state, x)
     got, _ = layer.apply(params, state, x)
     assert fake_cuda == [(N, T, D)] * 2  # the backward copy reads the flipped input
     chex.assert_trees_all_close(got, want, rtol=1e-5, atol=1e-6)
     # lengths= reach the wrapped layers as a jl.Masked (reversed within each length):
-    # a mask, which keeps the scan
-    layer.apply(params, state, x, lengths=LENGTHS)
+    # a mask, which cuDNN cannot take
+    with pytest.raises(ValueError, match="implementation='cudnn' cannot run here: a mask"):
+        layer.apply(params, state, x, lengths=LENGTHS)
     assert len(fake_cuda) == 2

@@ -1,10 +1,14 @@
-"""The LSTM through cuDNN (`jax.experimental.rnn.lstm`) on a CUDA GPU, where it fits.
+"""The LSTM through cuDNN (`jax.experimental.rnn.lstm`) on a CUDA GPU, when asked for.
 
-`jl.LSTM` runs its own `lax.scan` (jaxlayers/layers/_recurrence.py) everywhere, except on
-a CUDA GPU when the configuration means what cuDNN's LSTM computes: there it packs the
-params into cuDNN's flat weight vector and calls `jax.experimental.rnn.lstm`, one fused
-kernel for the whole sequence and its backward pass. The choice is `uses_cudnn`, a pure
-function of the backend and the configuration, so it is tested without a GPU; the packing
+`jl.LSTM` runs its own `lax.scan` (jaxlayers/layers/_recurrence.py) everywhere unless it
+is built with implementation="cudnn": then, on a CUDA GPU and when the configuration
+means what cuDNN's LSTM computes, it packs the params into cuDNN's flat weight vector and
+calls `jax.experimental.rnn.lstm`, one fused kernel for the whole sequence and its
+backward pass. It is opt-in, not automatic, because that kernel has no forward-mode
+derivative and no batching rule in JAX 0.10, so jax.jvp, second derivatives and jax.vmap
+over the layer would break where they work everywhere else (DESIGN.md: apply is
+jit/vmap/grad safe). The choice is `uses_cudnn`, a pure function of the backend and the
+configuration, so it is tested without a GPU; the packing
 and the padding rules are tested on the CPU against `jax.experimental.rnn.lstm_ref`,
 cuDNN's reference in JAX with the same weight layout and seq_lengths semantics.
 
@@ -68,12 +72,12 @@ def cudnn_misfits(*, activation, recurrent_activation, go_backwards: bool,
 
 
 def uses_cudnn(backend_name: str, *, implementation, derivative, **config) -> bool:
-    """The rule: cuDNN when the backend is "cuda", no scan formulation or derivative is
-    asked for (implementation and derivative None), and `cudnn_misfits(**config)` finds
-    nothing; implementation="cudnn" always (the layer checks it may)."""
-    if implementation == "cudnn":
-        return True
-    return (backend_name == "cuda" and implementation is None and derivative is None
+    """The rule: cuDNN only when implementation="cudnn" was asked for, on the "cuda"
+    backend, with a configuration `cudnn_misfits(**config)` finds nothing against (the
+    layer raises a ValueError naming the misfit otherwise); the scan in every other case,
+    the GPU included (see the module docstring for why it is opt-in)."""
+    del derivative  # implementation="cudnn" with a derivative is refused when built
+    return (implementation == "cudnn" and backend_name == "cuda"
             and not cudnn_misfits(**config))
 
 

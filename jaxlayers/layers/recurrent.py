@@ -186,8 +186,7 @@ def _layer(kind: _Kind, *, return_sequences, return_state, go_backwards, unroll,
                     f"the backend is {backend!r}, and jax.experimental.rnn.lstm runs on "
                     f"CUDA GPUs only"]))
                 raise ValueError(f"{name}: implementation='cudnn' cannot run here: {why}. "
-                                 f"Leave implementation=None to use cuDNN where it fits "
-                                 f"and the scan elsewhere.")
+                                 f"Leave implementation=None for the scan.")
         return _cudnn.uses_cudnn(_cudnn.backend(), implementation="cudnn" if cudnn["force"]
                                  else implementation, derivative=derivative, **config)
 
@@ -346,20 +345,17 @@ def LSTM(units: int, *, activation="tanh", recurrent_activation="sigmoid",
     unit_forget_bias=True starts the forget-gate slice bias[U:2U] at 1 (Keras; Jozefowicz
     et al. 2015); it is stored in params, nothing is added in apply.
 
-    cuDNN (GPU): on a CUDA GPU, with implementation and derivative None, the layer runs
-    `jax.experimental.rnn.lstm` (cuDNN's fused LSTM: params packed into its flat weight
-    vector, W_ih = kernel^T, b_ih = bias, b_hh = 0; jaxlayers/layers/_cudnn.py) when the
-    configuration is cuDNN's: activation "tanh", recurrent_activation "sigmoid", no
-    go_backwards, no recurrent_dropout, float32 compute, and no padding or `lengths=`
-    (a mask= or jl.Masked input may have holes, which cuDNN cannot take: the scan runs).
-    It computes the same function as the scan (tested against cuDNN's reference
-    `jax.experimental.rnn.lstm_ref` on the CPU; not yet run on a GPU). Limits of cuDNN's
-    kernel in JAX 0.10: its derivative is cuDNN's backward pass, reverse mode only (no
-    jax.jvp, no second derivatives), and it has no batching rule (no jax.vmap over the
-    layer): for those on a GPU pass derivative="custom" (or any implementation=), which
-    keeps the scan.
-    implementation="cudnn" insists on it: a ValueError at trace time where it cannot run
-    (another backend than CUDA, or a configuration above that is not cuDNN's).
+    cuDNN (GPU), opt-in: implementation="cudnn" runs `jax.experimental.rnn.lstm` (cuDNN's
+    fused LSTM: params packed into its flat weight vector, W_ih = kernel^T, b_ih = bias,
+    b_hh = 0; jaxlayers/layers/_cudnn.py). It needs a CUDA GPU and cuDNN's configuration:
+    activation "tanh", recurrent_activation "sigmoid", no go_backwards, no
+    recurrent_dropout, float32 compute, and no padding or `lengths=` (a mask= or jl.Masked
+    input may have holes, which cuDNN cannot take); anything else is a ValueError at trace
+    time naming the reason. It computes the same function as the scan (tested against
+    cuDNN's reference `jax.experimental.rnn.lstm_ref` on the CPU; not yet run on a GPU).
+    It is not the default on a GPU because cuDNN's kernel in JAX 0.10 is reverse mode only
+    (no jax.jvp, no second derivatives) and has no batching rule (no jax.vmap over the
+    layer), which every other path supports.
 
     Example:
       >>> import jax, jax.numpy as jnp, jaxlayers as jl
