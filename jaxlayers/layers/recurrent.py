@@ -13,6 +13,7 @@ from jaxlayers._checks import (check_float, check_last_axis, check_one_of,
 from jaxlayers.core import Layer, Masked, child_key, layer_factory
 from jaxlayers.layers.dropout import drop, dropout_mask
 from jaxlayers.initializers import glorot_uniform, orthogonal, zeros
+from jaxlayers.layers import _cudnn
 from jaxlayers.layers._recurrence import DERIVATIVES, run_cell
 from jaxlayers.layers.cells import (IMPLEMENTATIONS, Cell, GRUCell, LSTMCell, SimpleRNNCell,
                                     _gru_kind, _initial_carry, _Kind, _lstm_kind,
@@ -145,7 +146,10 @@ def reset_state(state):
 
 
 def _layer(kind: _Kind, *, return_sequences, return_state, go_backwards, unroll, dropout,
-           recurrent_dropout, implementation, derivative, dtype, stateful=False) -> Layer:
+           recurrent_dropout, implementation, derivative, dtype, stateful=False,
+           cudnn=None) -> Layer:
+    """cudnn (LSTM only): {"activation", "recurrent_activation", "force"}, the static
+    configuration `_cudnn.uses_cudnn` reads; None: always the scan."""
     name = kind.name
     dropout = check_rate(name, "dropout", dropout)
     recurrent_dropout = check_rate(name, "recurrent_dropout", recurrent_dropout)
@@ -167,8 +171,29 @@ def _layer(kind: _Kind, *, return_sequences, return_state, go_backwards, unroll,
         carry = {"h": zeros, "c": zeros} if kind.has_c else {"h": zeros}
         return kind.init(key, shape[-1]), {"carry": carry}
 
+    def on_cudnn(padding, compute) -> bool:
+        """The GPU dispatch (`_cudnn.uses_cudnn`), decided at trace time."""
+        if cudnn is None:
+            return False
+        config = dict(activation=cudnn["activation"],
+                      recurrent_activation=cudnn["recurrent_activation"],
+                      go_backwards=go_backwards, recurrent_dropout=recurrent_dropout,
+                      padding=padding, dtype=compute)
+        if cudnn["force"]:
+            backend, misfits = _cudnn.backend(), _cudnn.cudnn_misfits(**config)
+            if backend != "cuda" or misfits:
+                why = "; ".join(misfits + ([] if backend == "cuda" else [
+                    f"the backend is {backend!r}, and jax.experimental.rnn.lstm runs on "
+                    f"CUDA GPUs only"]))
+                raise ValueError(f"{name}: implementation='cudnn' cannot run here: {why}. "
+                                 f"Leave implementation=None for the scan.")
+        return _cudnn.uses_cudnn(_cudnn.backend(), implementation="cudnn" if cudnn["force"]
+                                 else implementation, derivative=derivative, **config)
+
     def apply(params, state, x, *, key=None, training=False, initial_state=None, mask=None,
               lengths=None):
+        padding = ("mask" if isinstance(x, Masked) or mask is not None else
+                   "lengths" if lengths is not None else "none")
         x, mask, was_masked = sequence_mask(name, x, mask, lengths)
         check_last_axis(name, x, params["kernel"].shape[0])
         compute = compute_dtype(x, dtype)
@@ -181,11 +206,15 @@ def _layer(kind: _Kind, *, return_sequences, return_state, go_backwards, unroll,
         if training and (dropout > 0 or recurrent_dropout > 0):
             x, rmask = _dropout_masks(name, key, x, kind.units, dropout, recurrent_dropout,
                                       compute)
-        form = implementation or _default_implementation()
-        p = kind.prepare(params, form, compute)
-        ys, carry = run_cell(kind, p, x, mask, carry, form,
-                             derivative or _default_derivative(), rmask, go_backwards, unroll,
-                             return_sequences)
+        if on_cudnn(padding, compute):
+            ys, carry = _cudnn.run_lstm(params, x, carry, None if lengths is None else
+                                        jnp.asarray(lengths), kind.units)
+        else:
+            form = implementation or _default_implementation()
+            p = kind.prepare(params, form, compute)
+            ys, carry = run_cell(kind, p, x, mask, carry, form,
+                                 derivative or _default_derivative(), rmask, go_backwards,
+                                 unroll, return_sequences)
         if stateful:
             state = _new_state(kind, state, carry)
         h = carry[0] if kind.has_c else carry
@@ -316,6 +345,18 @@ def LSTM(units: int, *, activation="tanh", recurrent_activation="sigmoid",
     unit_forget_bias=True starts the forget-gate slice bias[U:2U] at 1 (Keras; Jozefowicz
     et al. 2015); it is stored in params, nothing is added in apply.
 
+    cuDNN (GPU), opt-in: implementation="cudnn" runs `jax.experimental.rnn.lstm` (cuDNN's
+    fused LSTM: params packed into its flat weight vector, W_ih = kernel^T, b_ih = bias,
+    b_hh = 0; jaxlayers/layers/_cudnn.py). It needs a CUDA GPU and cuDNN's configuration:
+    activation "tanh", recurrent_activation "sigmoid", no go_backwards, no
+    recurrent_dropout, float32 compute, and no padding or `lengths=` (a mask= or jl.Masked
+    input may have holes, which cuDNN cannot take); anything else is a ValueError at trace
+    time naming the reason. It computes the same function as the scan (tested against
+    cuDNN's reference `jax.experimental.rnn.lstm_ref` on the CPU; not yet run on a GPU).
+    It is not the default on a GPU because cuDNN's kernel in JAX 0.10 is reverse mode only
+    (no jax.jvp, no second derivatives) and has no batching rule (no jax.vmap over the
+    layer), which every other path supports.
+
     Example:
       >>> import jax, jax.numpy as jnp, jaxlayers as jl
       >>> lstm = jl.LSTM(8, return_sequences=True, return_state=True)
@@ -333,10 +374,19 @@ def LSTM(units: int, *, activation="tanh", recurrent_activation="sigmoid",
                       unit_forget_bias=unit_forget_bias, kernel_init=kernel_init,
                       recurrent_init=recurrent_init, bias_init=bias_init,
                       param_dtype=param_dtype)
+    if implementation is not None:  # the scan's formulations, or cuDNN's kernel
+        check_one_of("LSTM", "implementation", implementation, IMPLEMENTATIONS + ("cudnn",))
+    force = implementation == "cudnn"
+    if force and derivative is not None:
+        raise ValueError(f"LSTM: implementation='cudnn' differentiates with cuDNN's own "
+                         f"backward pass; derivative must be None, got {derivative!r}.")
+    cudnn = dict(activation=activation, recurrent_activation=recurrent_activation,
+                 force=force)
     return _layer(kind, return_sequences=return_sequences, return_state=return_state,
                   go_backwards=go_backwards, unroll=unroll, dropout=dropout,
-                  recurrent_dropout=recurrent_dropout, implementation=implementation,
-                  derivative=derivative, dtype=dtype, stateful=stateful)
+                  recurrent_dropout=recurrent_dropout,
+                  implementation=None if force else implementation,
+                  derivative=derivative, dtype=dtype, stateful=stateful, cudnn=cudnn)
 
 
 @layer_factory
