@@ -10,6 +10,7 @@ from jaxlayers import activations
 from jaxlayers._checks import check_positive_int, compute_dtype, shape_of
 from jaxlayers.core import Layer, layer_factory
 from jaxlayers.initializers import glorot_uniform, zeros
+from jaxlayers.layers import _conv_cpu
 from jaxlayers.layers._spatial import (LAYOUTS, check_input, check_shape, explicit_pads,
                                        ntuple, parse_padding, same_pads, specialise)
 
@@ -45,14 +46,16 @@ def _check_channels(layer: str, x, expected: int) -> None:
                          f"(as the kernel), got shape {tuple(x.shape)}.")
 
 
-def _conv(layer, n, x, kernel, strides, padding, dilation, groups, dtype):
-    """Channels-last cross-correlation of x with an HWIO kernel, padding resolved here."""
+def _conv(layer, n, x, kernel, strides, padding, dilation, groups, dtype, method="xla"):
+    """Channels-last cross-correlation of x with an HWIO kernel, padding resolved here.
+
+    method: how the kernel gradient is computed (`_conv_cpu.METHODS`); "xla" is
+    `lax.conv_general_dilated` differentiated by JAX."""
     pads = explicit_pads(layer, x.shape, padding, _effective(kernel.shape[:n], dilation),
                          strides)
     compute = compute_dtype(x, dtype)
-    return lax.conv_general_dilated(x.astype(compute), kernel.astype(compute), strides, pads,
-                                    rhs_dilation=dilation, dimension_numbers=_DIMS[n],
-                                    feature_group_count=groups)
+    return _conv_cpu.conv(x.astype(compute), kernel.astype(compute), strides, pads, dilation,
+                          groups, method)
 
 
 def _finish(params, y, use_bias, act):
@@ -87,7 +90,9 @@ def _conv_nd(n: int, name: str, filters: int, kernel_size, *, strides=1, padding
         del key, training  # deterministic
         check_input(name, x, n)
         _check_channels(name, x, params["kernel"].shape[-2] * groups)
-        y = _conv(name, n, x, params["kernel"], strides, padding, dilation, groups, dtype)
+        method = _conv_cpu.choose(jax.default_backend(), n, x.shape[-1], groups)
+        y = _conv(name, n, x, params["kernel"], strides, padding, dilation, groups, dtype,
+                  method)
         return _finish(params, y, use_bias, act), state
 
     return Layer(init, apply, name=name)
