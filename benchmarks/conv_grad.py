@@ -13,10 +13,12 @@ the 3x3 64->64 conv of resblock. Formulations (channels-last, float32):
                swap     that rule written out: one convolution with batch and feature
                         dimensions swapped (x as (C, spatial, N), g as the kernel)
                shifted  one GEMM per tap, X_m^T @ G (jaxlayers.layers._conv_cpu)
-               im2col   patches^T @ G, one GEMM (_conv_cpu)
-               im2col/b the same in blocks of 16 images (lax.scan), memory bounded
-               layer    jax.vjp in w of _conv_cpu.conv with the rule's method (what
-                        Conv2D runs on the CPU)
+               im2col   patches^T @ G, one GEMM over the whole batch (_conv_cpu)
+               im2col/2MB, /4MB, /16MB  the same in blocks of images whose patches fit
+                        in that many bytes (lax.map, patches rebuilt under checkpoint);
+                        4 MB is _conv_cpu.BUDGET, what Conv2D runs on the CPU
+  Every kernel-grad formulation but swap is jax.vjp in w of _conv_cpu.conv(method): the
+  custom_jvp's transpose, as the layer differentiates it.
   PyTorch      torch.nn.functional.conv2d, torch.nn.grad.conv2d_input / conv2d_weight
                (NCHW), for scale.
 
@@ -73,9 +75,9 @@ def _contenders(shape):
     g = jnp.asarray(rng.standard_normal(y.shape, dtype=np.float32))
     out = y.shape[1:3]
 
-    def kernel_grad(method):
-        return lambda x, g: jax.linear_transpose(
-            lambda dw: cc.kernel_tangent(x, dw, strides, pads, ones, 1, out, method), k)(g)[0]
+    def kernel_grad(method, budget=cc.BUDGET):
+        return lambda x, k, g: jax.vjp(
+            lambda k: cc.conv(x, k, strides, pads, ones, 1, method, budget), k)[1](g)[0]
 
     def swap(x, g):
         # JAX's transpose rule: batch <-> feature; stride becomes the rhs dilation.
@@ -83,19 +85,10 @@ def _contenders(shape):
                                       dimension_numbers=("CHWN", "IHWO", "HWNC"))
         return dw[:kernel[0], :kernel[1]]
 
-    def blocked(x, g):
-        xs = x.reshape((batch // BLOCK, BLOCK) + x.shape[1:])
-        gs = g.reshape((batch // BLOCK, BLOCK) + g.shape[1:])
-
-        def body(acc, xg):
-            return acc + kernel_grad("im2col")(*xg), None
-        return lax.scan(body, jnp.zeros_like(k), (xs, gs))[0]
-
     def im2col_forward(x, k):
         patches = jnp.stack(list(cc._taps(x, kernel, strides, pads, ones, out)), -2)
         return patches.reshape(patches.shape[:3] + (-1,)) @ k.reshape(-1, f)
 
-    method = cc.choose("cpu", 2, c, 1)
     fns = {
         ("forward", "xla"): (jax.jit(lambda x, k: cc._xla(x, k, strides, pads, ones, 1)),
                              (x, k)),
@@ -105,13 +98,12 @@ def _contenders(shape):
         ("kernel grad", "xla"): (jax.jit(lambda x, k, g: jax.vjp(
             lambda k: cc._xla(x, k, strides, pads, ones, 1), k)[1](g)[0]), (x, k, g)),
         ("kernel grad", "swap"): (jax.jit(swap), (x, g)),
-        ("kernel grad", "shifted"): (jax.jit(kernel_grad("shifted")), (x, g)),
-        ("kernel grad", "im2col"): (jax.jit(kernel_grad("im2col")), (x, g)),
-        ("kernel grad", "im2col/b"): (jax.jit(blocked), (x, g)),
-        ("kernel grad", f"layer({method})"): (jax.jit(lambda x, k, g: jax.vjp(
-            lambda k: cc.conv(x, k, strides, pads, ones, 1, method), k)[1](g)[0]),
-            (x, k, g)),
+        ("kernel grad", "shifted"): (jax.jit(kernel_grad("shifted")), (x, k, g)),
+        ("kernel grad", "im2col"): (jax.jit(kernel_grad("im2col", 1 << 40)), (x, k, g)),
     }
+    for mb in (2, 4, 16):
+        fns[("kernel grad", f"im2col/{mb}MB")] = (jax.jit(kernel_grad("im2col", mb << 20)),
+                                                  (x, k, g))
     want = np.asarray(fns[("kernel grad", "xla")][0](x, k, g))
     for (part, name), (fn, args) in fns.items():  # every formulation computes the same
         if part == "kernel grad":
@@ -124,9 +116,8 @@ def _contenders(shape):
         out_fns[key] = (lambda fn=fn, args=args: jax.block_until_ready(fn(*args)))
 
     torch.set_num_threads(num_threads())
-    tx = torch.from_numpy(np.ascontiguousarray(np.asarray(x).transpose(0, 3, 1, 2)))
-    tk = torch.from_numpy(np.ascontiguousarray(np.asarray(k).transpose(3, 2, 0, 1)))
-    tg = torch.from_numpy(np.ascontiguousarray(np.asarray(g).transpose(0, 3, 1, 2)))
+    tx, tk, tg = (torch.from_numpy(np.array(a).transpose(p).copy())
+                  for a, p in ((x, (0, 3, 1, 2)), (k, (3, 2, 0, 1)), (g, (0, 3, 1, 2))))
     (plo, phi), (qlo, qhi) = pads
     if plo != phi or qlo != qhi:  # torch pads symmetrically: pad the input explicitly
         tx = torch.nn.functional.pad(tx, (qlo, qhi, plo, phi))
@@ -151,6 +142,11 @@ def _contenders(shape):
     return out_fns
 
 
+def _rule(name):
+    from jaxlayers.layers import _conv_cpu as cc
+    return cc.choose("cpu", 2, SHAPES[name][1][2], 1)
+
+
 def measure(name, rounds, seed=0, log=print):
     fns = _contenders(SHAPES[name])
     for fn in fns.values():  # warm-up
@@ -169,7 +165,7 @@ def measure(name, rounds, seed=0, log=print):
     medians = {key: statistics.median(v) for key, v in times.items()}
     load = os.getloadavg()[0]
     batch, (h, w, c), kernel, f, strides, _ = SHAPES[name]
-    log(f"\n{name}: batch {batch}, {h}x{w}x{c}, {kernel[0]}x{kernel[1]} {c}->{f}, "
+    log(f"\n{name}: rule {_rule(name)}, batch {batch}, {h}x{w}x{c}, {kernel[0]}x{kernel[1]} {c}->{f}, "
         f"strides {strides}; load {load:.2f}; medians of {rounds}")
     for part in ("forward", "input grad", "kernel grad"):
         ref = medians[(part, "torch")]

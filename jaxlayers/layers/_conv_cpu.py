@@ -84,7 +84,7 @@ def block_size(batch: int, image_bytes: int, budget: int = BUDGET) -> int:
                or b == 1)
 
 
-def kernel_tangent(x, dw, strides, pads, dilation, groups, out, method):
+def kernel_tangent(x, dw, strides, pads, dilation, groups, out, method, budget=BUDGET):
     """Σ_m X_m @ dW[m] (shape (N, *out, F)): the conv of x with dw, linear in dw.
 
     Written per `method` so that its transpose in dw is that method's kernel gradient.
@@ -105,7 +105,7 @@ def kernel_tangent(x, dw, strides, pads, dilation, groups, out, method):
             return jnp.einsum("...gtc,tcgf->...gf", patches, dw)  # (..., g, T, C/g)
 
         size = block_size(x.shape[0], math.prod(out) * len(dwg) * cg * groups
-                          * x.dtype.itemsize)
+                          * x.dtype.itemsize, budget)
         if size == x.shape[0]:
             y = block(x, dwg)
         else:  # blocks of images, patches rebuilt in the backward pass (memory bounded)
@@ -117,7 +117,7 @@ def kernel_tangent(x, dw, strides, pads, dilation, groups, out, method):
     return y.reshape(y.shape[:-2] + (f,))
 
 
-def conv(x, w, strides, pads, dilation, groups, method):
+def conv(x, w, strides, pads, dilation, groups, method, budget=BUDGET):
     """`lax.conv_general_dilated` (channels-last) whose kernel gradient uses `method`."""
     strides, pads, dilation = tuple(strides), tuple(map(tuple, pads)), tuple(dilation)
     if method == "xla":
@@ -136,7 +136,7 @@ def conv(x, w, strides, pads, dilation, groups, method):
             dy = _xla(dx, w, strides, pads, dilation, groups)
         if not isinstance(dw, SymbolicZero):
             term = kernel_tangent(x, dw, strides, pads, dilation, groups, y.shape[1:-1],
-                                  method)
+                                  method, budget)
             dy = term if dy is None else dy + term
         return y, jnp.zeros_like(y) if dy is None else dy
 
