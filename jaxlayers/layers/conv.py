@@ -131,14 +131,26 @@ _CONV_DOC = """{n}-D convolution: y = activation(x ⋆ kernel + bias), cross-cor
 
     PyTorch stores the kernel (out, in // groups, *spatial): ours is its
     `permute({perm})`. Keras's layout is ours (HWIO).
-    """
+{cpu}    """
+
+_CPU_RULE = """
+    Gradient on the CPU: XLA:CPU's kernel gradient (a convolution whose window is the
+    whole output gradient) runs at a third of PyTorch's speed, so when
+    `jax.default_backend() == "cpu"` and a group has 1 or >= 16 input channels, the
+    kernel gradient is computed as im2col GEMMs, dW = patches^T @ dy, in blocks of images
+    whose patches fit in 4 MB (`jaxlayers/layers/_conv_cpu.py`; 1.5-2.6x faster on 32
+    and 64 channels, 2x on one, measured in benchmarks/README.md; 2-15 channels keep
+    XLA's, which ties there). The forward and the input gradient stay XLA's; it is a
+    `jax.custom_jvp`, so jvp and second derivatives work; values equal XLA's to rounding.
+"""
 
 Conv1D = specialise(_conv_nd, 1, "Conv1D", _CONV_DOC.format(
-    n=1, layout=LAYOUTS[1], out=_OUT[1], kernel=_KERNEL[1], perm="2, 1, 0"))
+    n=1, layout=LAYOUTS[1], out=_OUT[1], kernel=_KERNEL[1], perm="2, 1, 0", cpu=""))
 Conv2D = specialise(_conv_nd, 2, "Conv2D", _CONV_DOC.format(
-    n=2, layout=LAYOUTS[2], out=_OUT[2], kernel=_KERNEL[2], perm="2, 3, 1, 0"))
+    n=2, layout=LAYOUTS[2], out=_OUT[2], kernel=_KERNEL[2], perm="2, 3, 1, 0",
+    cpu=_CPU_RULE))
 Conv3D = specialise(_conv_nd, 3, "Conv3D", _CONV_DOC.format(
-    n=3, layout=LAYOUTS[3], out=_OUT[3], kernel=_KERNEL[3], perm="2, 3, 4, 1, 0"))
+    n=3, layout=LAYOUTS[3], out=_OUT[3], kernel=_KERNEL[3], perm="2, 3, 4, 1, 0", cpu=""))
 
 
 def _depthwise_params(key, name, n, input_spec, kernel_size, m, kernel_init, param_dtype):
