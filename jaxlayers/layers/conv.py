@@ -10,6 +10,7 @@ from jaxlayers import activations
 from jaxlayers._checks import check_positive_int, compute_dtype, shape_of
 from jaxlayers.core import Layer, layer_factory
 from jaxlayers.initializers import glorot_uniform, zeros
+from jaxlayers.layers import _conv_cpu
 from jaxlayers.layers._spatial import (LAYOUTS, check_input, check_shape, explicit_pads,
                                        ntuple, parse_padding, same_pads, specialise)
 
@@ -45,14 +46,16 @@ def _check_channels(layer: str, x, expected: int) -> None:
                          f"(as the kernel), got shape {tuple(x.shape)}.")
 
 
-def _conv(layer, n, x, kernel, strides, padding, dilation, groups, dtype):
-    """Channels-last cross-correlation of x with an HWIO kernel, padding resolved here."""
+def _conv(layer, n, x, kernel, strides, padding, dilation, groups, dtype, method="xla"):
+    """Channels-last cross-correlation of x with an HWIO kernel, padding resolved here.
+
+    method: how the kernel gradient is computed (`_conv_cpu.METHODS`); "xla" is
+    `lax.conv_general_dilated` differentiated by JAX."""
     pads = explicit_pads(layer, x.shape, padding, _effective(kernel.shape[:n], dilation),
                          strides)
     compute = compute_dtype(x, dtype)
-    return lax.conv_general_dilated(x.astype(compute), kernel.astype(compute), strides, pads,
-                                    rhs_dilation=dilation, dimension_numbers=_DIMS[n],
-                                    feature_group_count=groups)
+    return _conv_cpu.conv(x.astype(compute), kernel.astype(compute), strides, pads, dilation,
+                          groups, method)
 
 
 def _finish(params, y, use_bias, act):
@@ -87,7 +90,9 @@ def _conv_nd(n: int, name: str, filters: int, kernel_size, *, strides=1, padding
         del key, training  # deterministic
         check_input(name, x, n)
         _check_channels(name, x, params["kernel"].shape[-2] * groups)
-        y = _conv(name, n, x, params["kernel"], strides, padding, dilation, groups, dtype)
+        method = _conv_cpu.choose(jax.default_backend(), n, x.shape[-1], groups)
+        y = _conv(name, n, x, params["kernel"], strides, padding, dilation, groups, dtype,
+                  method)
         return _finish(params, y, use_bias, act), state
 
     return Layer(init, apply, name=name)
@@ -126,7 +131,18 @@ _CONV_DOC = """{n}-D convolution: y = activation(x ⋆ kernel + bias), cross-cor
 {example}
     PyTorch stores the kernel (out, in // groups, *spatial): ours is its
     `permute({perm})`. Keras's layout is ours (HWIO).
-    """
+{cpu}    """
+
+_CPU_RULE = """
+    Gradient on the CPU: XLA:CPU's kernel gradient (a convolution whose window is the
+    whole output gradient) runs at a third of PyTorch's speed, so when
+    `jax.default_backend() == "cpu"` and a group has 1 or >= 16 input channels, the
+    kernel gradient is computed as im2col GEMMs, dW = patches^T @ dy, in blocks of images
+    whose patches fit in 4 MB (`jaxlayers/layers/_conv_cpu.py`; 1.5-2.6x faster on 32
+    and 64 channels, 2x on one, measured in benchmarks/README.md; 2-15 channels keep
+    XLA's, which ties there). The forward and the input gradient stay XLA's; it is a
+    `jax.custom_jvp`, so jvp and second derivatives work; values equal XLA's to rounding.
+"""
 
 _CONV_EXAMPLES = {
     1: """
@@ -173,13 +189,13 @@ _CONV_EXAMPLES = {
 
 Conv1D = specialise(_conv_nd, 1, "Conv1D", _CONV_DOC.format(
     n=1, layout=LAYOUTS[1], out=_OUT[1], kernel=_KERNEL[1], perm="2, 1, 0",
-    example=_CONV_EXAMPLES[1]))
+    example=_CONV_EXAMPLES[1], cpu=""))
 Conv2D = specialise(_conv_nd, 2, "Conv2D", _CONV_DOC.format(
     n=2, layout=LAYOUTS[2], out=_OUT[2], kernel=_KERNEL[2], perm="2, 3, 1, 0",
-    example=_CONV_EXAMPLES[2]))
+    example=_CONV_EXAMPLES[2], cpu=_CPU_RULE))
 Conv3D = specialise(_conv_nd, 3, "Conv3D", _CONV_DOC.format(
     n=3, layout=LAYOUTS[3], out=_OUT[3], kernel=_KERNEL[3], perm="2, 3, 4, 1, 0",
-    example=_CONV_EXAMPLES[3]))
+    example=_CONV_EXAMPLES[3], cpu=""))
 
 
 def _depthwise_params(key, name, n, input_spec, kernel_size, m, kernel_init, param_dtype):
