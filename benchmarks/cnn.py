@@ -1,10 +1,15 @@
-"""CNN workloads: LeNet-5 and a ResNet basic-block stack, Adam(1e-3), softmax CE.
+"""CNN workloads: LeNet-5, a ResNet basic-block stack, a conv stack; Adam(1e-3), softmax CE.
 
 lenet5    jl.models.lenet5 (tanh, 5×5 convs, 2×2 average pools, 120-84-10), batch 128 of
           32×32×1 images.
 resblock  two ResNet basic blocks 64 -> 64 (3×3 conv, BatchNorm (training mode), relu,
           3×3 conv, BatchNorm, + identity skip, relu) on 32×32×64, batch 64, then global
           average pool -> Dense(10).
+convstack a ResNet-ish 32/64-channel stack without normalisation (issue 13), batch 64 of
+          32×32×3: 3×3 conv 3->32 + relu; a block 32 (3×3 conv + relu, 3×3 conv, + identity,
+          relu); 3×3 conv 32->64 stride 2 + relu; a block 64 on 16×16; global average
+          pool -> Dense(10). Every conv padding 1, with bias. Its convs are the shapes
+          benchmarks/conv_grad.py times one by one.
 
 Contenders per workload:
   jaxlayers     the library's model + jl.train.make_train_step (donating, as users call it)
@@ -25,6 +30,9 @@ CLASSES = 10
 
 LENET_BATCH, LENET_SHAPE = 128, (32, 32, 1)
 RES_BATCH, RES_SHAPE, RES_BLOCKS = 64, (32, 32, 64), 2
+STACK_BATCH, STACK_SHAPE = 64, (32, 32, 3)
+# the five convs: (in, out, stride); blocks at 1-2 and 4-5, identity skip around each pair
+STACK_CONVS = ((3, 32, 1), (32, 32, 1), (32, 32, 1), (32, 64, 2), (64, 64, 1), (64, 64, 1))
 BN_EPS, BN_MOMENTUM = 1e-5, 0.9  # PyTorch's BatchNorm2d defaults (momentum 0.1 there)
 
 
@@ -67,6 +75,22 @@ def _resblock_model():
     c = RES_SHAPE[-1]
     blocks = {f"block{i}": basic_block(c, c) for i in range(RES_BLOCKS)}
     return jl.serial(**blocks, pool=jl.GlobalAvgPool2D(), fc=jl.Dense(CLASSES))
+
+
+def _stack_block(c):
+    import jaxlayers as jl
+    main = jl.serial(conv1=jl.Conv2D(c, 3, padding=1, activation="relu"),
+                     conv2=jl.Conv2D(c, 3, padding=1))
+    return jl.Branches(jl.Add(), activation="relu", main=main, shortcut=jl.Identity())
+
+
+def _convstack_model():
+    import jaxlayers as jl
+    return jl.serial(stem=jl.Conv2D(32, 3, padding=1, activation="relu"),
+                     block32=_stack_block(32),
+                     down=jl.Conv2D(64, 3, strides=2, padding=1, activation="relu"),
+                     block64=_stack_block(64), pool=jl.GlobalAvgPool2D(),
+                     fc=jl.Dense(CLASSES))
 
 
 # ------------------------------------------------------------------ hand-written JAX
@@ -257,6 +281,62 @@ def _resblock_handwritten(layout="nhwc", bn="two_pass", donate=True):
     return setup
 
 
+def stack_params_from_library(params):
+    """The library's convstack params as the hand-written ones: ([(w, b)] * 6, (w, b))."""
+    convs = [params["stem"]]
+    for block in ("block32", "down", "block64"):
+        p = params[block]
+        convs += [p] if block == "down" else [p["main"]["conv1"], p["main"]["conv2"]]
+    return [(c["kernel"], c["bias"]) for c in convs], (params["fc"]["kernel"],
+                                                        params["fc"]["bias"])
+
+
+def stack_forward(p, x):
+    """The convstack in lax.conv_general_dilated (NHWC/HWIO): logits (N, 10)."""
+    import jax
+    import jax.numpy as jnp
+    from jax import lax
+
+    convs, (wf, bf) = p
+
+    def conv(h, i):
+        (w, b), stride = convs[i], STACK_CONVS[i][2]
+        return lax.conv_general_dilated(h, w, (stride, stride), ((1, 1), (1, 1)),
+                                        dimension_numbers=("NHWC", "HWIO", "NHWC")) + b
+
+    relu = jax.nn.relu
+    h = relu(conv(x, 0))
+    h = relu(conv(relu(conv(h, 1)), 2) + h)
+    h = relu(conv(h, 3))
+    h = relu(conv(relu(conv(h, 4)), 5) + h)
+    return jnp.mean(h, axis=(1, 2)) @ wf + bf
+
+
+def _stack_handwritten(donate=True):
+    """The convstack in lax (stack_forward), glorot-uniform kernels, zero biases."""
+    def setup():
+        import jax
+        import jax.numpy as jnp
+        import optax
+
+        key = jax.random.key(0)
+        convs = [(_glorot(jax.random.fold_in(key, i), (3, 3, ci, co), 9 * ci, 9 * co),
+                  jnp.zeros((co,), jnp.float32)) for i, (ci, co, _) in enumerate(STACK_CONVS)]
+        c = STACK_CONVS[-1][1]
+        params = (convs, (_glorot(jax.random.fold_in(key, 99), (c, CLASSES), c, CLASSES),
+                          jnp.zeros((CLASSES,), jnp.float32)))
+
+        def objective(p, x, y):
+            return optax.softmax_cross_entropy_with_integer_labels(stack_forward(p, x),
+                                                                   y).mean()
+
+        optimizer, fn = _adam_step(objective, False, donate)
+        x, y = _data(STACK_BATCH, STACK_SHAPE)
+        return jax_stepper(fn, (params, optimizer.init(params)), (jnp.asarray(x), jnp.asarray(y)))
+
+    return setup
+
+
 LENET_VARIANTS = {
     "jax:nhwc": dict(),
     "jax:nchw": dict(layout="nchw"),
@@ -272,8 +352,10 @@ RES_VARIANTS = {
     "jax:nhwc-no-donate": dict(donate=False),
 }
 # The fastest measured on this machine (README, "lenet5" / "resblock" sections).
+STACK_VARIANTS = {"jax:nhwc": dict(), "jax:nhwc-no-donate": dict(donate=False)}
 LENET_BASELINE = "jax:nhwc"
 RES_BASELINE = "jax:nhwc"
+STACK_BASELINE = "jax:nhwc"
 
 
 # ------------------------------------------------------------------------- PyTorch
@@ -305,6 +387,24 @@ def _torch_resblock():
     c = RES_SHAPE[-1]
     return nn.Sequential(*[Block(c) for _ in range(RES_BLOCKS)], nn.AdaptiveAvgPool2d(1),
                          nn.Flatten(), nn.Linear(c, CLASSES))
+
+
+def _torch_convstack():
+    from torch import nn
+
+    class Block(nn.Module):
+        def __init__(self, c):
+            super().__init__()
+            self.conv1 = nn.Conv2d(c, c, 3, padding=1)
+            self.conv2 = nn.Conv2d(c, c, 3, padding=1)
+            self.relu = nn.ReLU()
+
+        def forward(self, x):
+            return self.relu(self.conv2(self.relu(self.conv1(x))) + x)
+
+    return nn.Sequential(nn.Conv2d(3, 32, 3, padding=1), nn.ReLU(), Block(32),
+                         nn.Conv2d(32, 64, 3, stride=2, padding=1), nn.ReLU(), Block(64),
+                         nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(64, CLASSES))
 
 
 def _torch(build, batch, shape, channels_last=False):
@@ -369,4 +469,18 @@ RESBLOCK = Workload(
     reference="pytorch",
 )
 
-WORKLOAD = LENET  # run.py's registry names each one: "benchmarks.cnn:LENET", "benchmarks.cnn:RESBLOCK"
+CONVSTACK = Workload(
+    name="convstack",
+    title=f"conv stack 3->32->32->32->64/2->64->64 (3x3, relu, 2 identity skips, no norm) "
+          f"+ global avg pool + Dense(10), batch {STACK_BATCH} of 32x32x3, "
+          f"Adam({LEARNING_RATE:g})",
+    contenders=tuple(_contenders(_convstack_model, STACK_BATCH, STACK_SHAPE,
+                                 _stack_handwritten, STACK_VARIANTS, STACK_BASELINE,
+                                 _torch_convstack)),
+    baseline="jax",
+    reference="pytorch",
+)
+
+# run.py's registry names each one: "benchmarks.cnn:LENET", "benchmarks.cnn:RESBLOCK",
+# "benchmarks.cnn:CONVSTACK"
+WORKLOAD = LENET

@@ -45,6 +45,7 @@ WORKLOADS = {
     "mlp": "benchmarks.mlp",
     "lenet5": "benchmarks.cnn:LENET",
     "resblock": "benchmarks.cnn:RESBLOCK",
+    "convstack": "benchmarks.cnn:CONVSTACK",
     "lstm": "benchmarks.rnn:LSTM",
     "gru": "benchmarks.rnn:GRU",
     "transformer": "benchmarks.transformer",

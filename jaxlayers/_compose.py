@@ -187,6 +187,19 @@ def compose(forward: Callable, /, **children: Layer) -> Layer:
         (construction); a child never called while init traces forward, a child called
         again with an input its params do not fit (init); params/state without the
         children's keys (apply).
+
+    Example:
+      >>> import jax, jax.numpy as jnp, jaxlayers as jl
+      >>> def forward(m, x):
+      ...     h = m.dense(x)
+      ...     return m.dense(h) + x  # the same child twice: shared params
+      >>> model = jl.compose(forward, dense=jl.Dense(4))
+      >>> params, state = model.init(jax.random.key(0), (2, 4))
+      >>> jax.tree.map(jnp.shape, params)
+      {'dense': {'bias': (4,), 'kernel': (4, 4)}}
+      >>> y, _ = model.apply(params, state, jnp.ones((2, 4)))
+      >>> y.shape
+      (2, 4)
     """
     if not callable(forward):
         raise TypeError(f"compose: forward must be a function forward(m, x, **inputs), got "

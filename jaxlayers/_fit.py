@@ -30,6 +30,7 @@ from jaxlayers import distributed
 from jaxlayers import metrics as metrics_lib
 from jaxlayers._checks import check_int_at_least
 from jaxlayers.callbacks import Callback, History, ModelCheckpoint, copy_tree
+from jaxlayers.precision import DynamicLossScale
 from jaxlayers.train import (TrainState, check_callable, check_model, check_optimizer,
                              eval_fn, step_fn, typed_key)
 
@@ -222,11 +223,12 @@ def _add(sums, values, count):
     return {k: sums[k] + jnp.asarray(values[k], jnp.float32) * count for k in sums}
 
 
-def _fit_fns(model, loss, optimizer, penalty, metric_fns, out_shardings=None):
+def _fit_fns(model, loss, optimizer, penalty, metric_fns, out_shardings=None, loss_scale=None):
     """fit's jitted train and eval steps; out_shardings (on a mesh) pins the train step's
     outputs to its inputs' placement, so every step sees the first one's shardings."""
     def build():
-        raw_step = step_fn(model, loss, optimizer, penalty, metric_fns, "fit")
+        raw_step = step_fn(model, loss, optimizer, penalty, metric_fns, "fit",
+                           loss_scale=loss_scale)
         raw_eval = eval_fn(model, loss, penalty, metric_fns, True, "fit")
 
         def train_step(params, state, opt_state, sums, x, y, key, step):
@@ -247,8 +249,9 @@ def _fit_fns(model, loss, optimizer, penalty, metric_fns, out_shardings=None):
 
     placement = (None if out_shardings is None else  # NamedShardings hash; trees do not
                  (jax.tree.structure(out_shardings), tuple(jax.tree.leaves(out_shardings))))
+    scaling = None if loss_scale is None else loss_scale.config
     return _compiled(model, ("fit", loss, optimizer, penalty, tuple(metric_fns.items()),
-                             placement), build)
+                             placement, scaling), build)
 
 
 def _eval_fns(model, loss, penalty, metric_fns, want_loss):
@@ -340,11 +343,12 @@ def _overrides(cb, hook: str) -> bool:
     return getattr(type(cb), hook, None) is not getattr(Callback, hook)
 
 
-def _start(where, start, optimizer, key) -> TrainState:
+def _start(where, start, optimizer, key, loss_scale) -> TrainState:
     if isinstance(start, TrainState):
         if key is not None:
             raise ValueError(f"{where}: key= is for a new run; the TrainState given carries "
                              f"its own key (use ts.replace(key=...) to change it).")
+        _check_scaled(where, start.opt_state, loss_scale)
         return start
     if not isinstance(start, (tuple, list)) or len(start) != 2:
         raise TypeError(f"{where}: the second argument must be a jl.TrainState or a pair "
@@ -352,7 +356,30 @@ def _start(where, start, optimizer, key) -> TrainState:
     if key is None:
         raise TypeError(f"{where}: a new run needs key=, a PRNG key such as "
                         f"jax.random.key(0) (it drives shuffling and dropout).")
-    return TrainState.create(start[0], start[1], optimizer, key)
+    ts = TrainState.create(start[0], start[1], optimizer, key)
+    return ts if loss_scale is None else ts.replace(opt_state=(ts.opt_state, loss_scale))
+
+
+def _check_scaled(where, opt_state, loss_scale) -> None:
+    """A continued run's opt_state carries a loss scale exactly when loss_scale= is given
+    (then with the same period, factor and floor)."""
+    carried = (isinstance(opt_state, tuple) and len(opt_state) == 2
+               and isinstance(opt_state[1], DynamicLossScale))
+    if loss_scale is None and carried:
+        raise ValueError(f"{where}: the TrainState's opt_state carries a jl.DynamicLossScale "
+                         f"(a loss-scaled run); pass loss_scale= (with period, factor and "
+                         f"min_loss_scale {opt_state[1].config}) to continue it.")
+    if loss_scale is None:
+        return
+    if not carried:
+        raise TypeError(f"{where}: with loss_scale=, a TrainState's opt_state must be the pair "
+                        f"(optimizer_state, jl.DynamicLossScale), got "
+                        f"{type(opt_state).__name__}; to start scaling a run, pass "
+                        f"ts.replace(opt_state=(ts.opt_state, loss_scale)).")
+    if opt_state[1].config != loss_scale.config:
+        raise ValueError(f"{where}: the TrainState's loss scale has (period, factor, "
+                         f"min_loss_scale) {opt_state[1].config}, but loss_scale= has "
+                         f"{loss_scale.config}.")
 
 
 def fit(model, start, data, *, loss: Callable, optimizer, epochs: int,
@@ -361,7 +388,7 @@ def fit(model, start, data, *, loss: Callable, optimizer, epochs: int,
         shuffle: bool = True, drop_remainder: bool | None = None,
         steps_per_epoch: int | None = None, checkpoint_dir=None, keep: int | None = 3,
         resume: bool = False, progress: bool = True, verbose: bool = True, mesh=None,
-        data_axis="data", param_rules=None):
+        data_axis="data", param_rules=None, loss_scale: DynamicLossScale | None = None):
     """Train `model` for `epochs` more epochs: returns (train_state, history).
 
     start: a `jl.TrainState` to continue (its params, state, optimizer state, key, step
@@ -428,6 +455,17 @@ def fit(model, start, data, *, loss: Callable, optimizer, epochs: int,
       mesh, data_axis, param_rules: see Devices; data_axis is the mesh axis the batch
         is split over, param_rules {pattern: PartitionSpec} shards params by path, e.g.
         {"*/kernel": P(None, "model")} (`jl.distributed.data_parallel`).
+      loss_scale: a `jl.DynamicLossScale`, for float16 compute (`jl.mixed_precision(model,
+        jl.Policy(compute="float16"))`): each step computes g = ∇(S·L) / S, skips the
+        update (params, state and optimizer state kept) when g is not finite, and grows or
+        shrinks S (`jl.train.make_train_step(loss_scale=)`). A new run starts from this
+        scale; the scale is carried in ts.opt_state = (optimizer state, scale), so it
+        continues across calls, checkpoints and resume as the optimizer state does
+        (ts.opt_state[1].loss_scale is the current S). A TrainState continued with
+        loss_scale= must carry a scale of the same period, factor and min_loss_scale (start
+        one with ts.replace(opt_state=(ts.opt_state, loss_scale))), and one that carries a
+        scale needs loss_scale=. "loss" is logged unscaled; a skipped step's loss is still
+        counted in the epoch's mean. None: no scaling.
 
     A KeyboardInterrupt or an exception (in a step or a callback) propagates; the last
     checkpoint written stays complete and restorable (checkpoints are atomic).
@@ -438,8 +476,10 @@ def fit(model, start, data, *, loss: Callable, optimizer, epochs: int,
         unknown metric, a callback's monitor that is not logged, resume without
         checkpoint_dir, a checkpoint of another model; on a mesh: a batch size the data
         axis does not divide, an axis the mesh lacks, a param rule matching nothing or
-        splitting a dimension unevenly, param_rules without mesh.
-      TypeError: model, loss, optimizer, key, start or a callback of the wrong kind.
+        splitting a dimension unevenly, param_rules without mesh; a TrainState carrying a
+        loss scale without loss_scale=, or one of another period, factor or floor.
+      TypeError: model, loss, optimizer, key, start, loss_scale or a callback of the
+        wrong kind; with loss_scale, a TrainState whose opt_state carries no scale.
     """
     where = "fit"
     check_model(where, model)
@@ -451,7 +491,10 @@ def fit(model, start, data, *, loss: Callable, optimizer, epochs: int,
     epochs = check_int_at_least(where, "epochs", epochs, 0)
     if key is not None:
         key = typed_key(where, key)
-    ts = _start(where, start, optimizer, key)
+    if loss_scale is not None and not isinstance(loss_scale, DynamicLossScale):
+        raise TypeError(f"{where}: loss_scale must be a jl.DynamicLossScale or None, got "
+                        f"{loss_scale!r}.")
+    ts = _start(where, start, optimizer, key, loss_scale)
     train = _source(where, "data", data, batch_size, drop_remainder, steps_per_epoch)
     dp = None
     if mesh is not None:
@@ -510,7 +553,7 @@ def fit(model, start, data, *, loss: Callable, optimizer, epochs: int,
     names = ("loss",) + tuple(metric_fns)
     logged = names + (tuple(f"val_{k}" for k in names) if val is not None else ())
     train_step, eval_step = _fit_fns(model, loss, optimizer, penalty, metric_fns,
-                                     out_shardings)
+                                     out_shardings, loss_scale)
     if val is not None:
         eval_step = _eval_fns(model, loss, penalty, metric_fns, True)
     per_batch = [cb for cb in callbacks if _overrides(cb, "on_batch_end")]
@@ -566,7 +609,8 @@ def fit(model, start, data, *, loss: Callable, optimizer, epochs: int,
 # --------------------------------------------------------------------------- evaluate
 
 def evaluate(model, params, state, data, *, loss: Callable | None = None, metrics=None,
-             batch_size: int = 256, penalty: Callable | None = None) -> dict[str, float]:
+             batch_size: int = 256, penalty: Callable | None = None, mesh=None,
+             data_axis="data") -> dict[str, float]:
     """Loss and metrics over a whole data set, in inference mode: {name: float}.
 
     data: in-memory (x, y), evaluated in batches of `batch_size` (the last one shorter:
@@ -575,8 +619,19 @@ def evaluate(model, params, state, data, *, loss: Callable | None = None, metric
     metrics: as in `fit`; None means `jl.metrics.for_loss(loss)`. "loss" is reported when
     `loss` is given. Compiled once per model, loss and metrics (cached on the model).
 
+    mesh, data_axis: as `fit`'s: every batch is split along axis 0 over the data axis;
+    params and state already on the mesh (a TrainState `fit` returned) stay as they are
+    placed, others are replicated onto it. The values equal one device's up to float32
+    summation order. In-memory data: batch_size must be a multiple of the data axis's
+    size (the ValueError `fit` raises, naming evaluate); the last, short batch (and a
+    stream's batch) that the axis does not divide is handled, placed whole on every
+    device rather than split, as fit does with validation data (one process only; with
+    several, every batch must divide). With several processes each passes its own share
+    (`jl.distributed.local_data`) as to fit, and the values are the whole set's.
+
     Raises:
-      ValueError: neither loss nor metrics; bad data as in `fit`.
+      ValueError: neither loss nor metrics; bad data as in `fit`; on a mesh, a batch_size
+        the data axis does not divide, an axis the mesh lacks.
     """
     where = "evaluate"
     check_model(where, model)
@@ -591,8 +646,14 @@ def evaluate(model, params, state, data, *, loss: Callable | None = None, metric
     want_loss = loss is not None and "loss" in metrics
     names = (("loss",) if want_loss else ()) + tuple(metric_fns)
     source = _source(where, "data", data, None if is_stream(data) else batch_size, False, None)
+    dp = None
+    if mesh is not None:
+        dp = distributed._make(where, mesh, data_axis, None)
+        if isinstance(source, _Arrays) and source.n > source.batch_size:
+            dp.check_batch_size(where, "batch_size", source.batch_size)
+        params, state = dp.onto_mesh((params, state))
     eval_sums = _eval_fns(model, loss, penalty, metric_fns, want_loss)
-    return _run_eval(eval_sums, params, state, source, names)
+    return _run_eval(eval_sums, params, state, source, names, dp)
 
 
 def _predict_fn(model):
@@ -604,7 +665,15 @@ def _predict_fn(model):
     return _compiled(model, ("predict",), build)
 
 
-def predict(model, params, state, x, *, batch_size: int = 256):
+def _pad_rows(tree, size: int):
+    """Every array of `tree` padded along axis 0 to `size` rows, repeating its last row."""
+    def pad(a):
+        short = size - a.shape[0]
+        return np.concatenate([a, np.repeat(a[-1:], short, axis=0)]) if short else a
+    return jax.tree.map(pad, tree)
+
+
+def predict(model, params, state, x, *, batch_size: int = 256, mesh=None, data_axis="data"):
     """The model's outputs for every sample, in inference mode, as NumPy arrays.
 
     x: an array (or a pytree of arrays, one per input) with the samples on axis 0, run in
@@ -612,13 +681,39 @@ def predict(model, params, state, x, *, batch_size: int = 256):
     so one shape is compiled); or an iterable of x batches (a callable returning one).
     The outputs (any pytree) are concatenated along axis 0.
 
+    mesh, data_axis: as `fit`'s: every batch is split along axis 0 over the data axis
+    (params and state placed as `evaluate` places them); the outputs equal one device's
+    up to float32 summation order. batch_size must be a multiple of the data axis's size
+    (the ValueError `fit` raises, naming predict), unless all of x fits in one batch; a
+    batch the axis does not divide (that single batch, or a stream's) is handled: padded
+    with copies of its last row up to the next multiple and the padding cut off. One
+    process (the outputs are fetched whole to the host).
+
     Raises:
-      ValueError: batch_size < 1, empty input, arrays of different sample counts.
+      ValueError: batch_size < 1, empty input, arrays of different sample counts; on a
+        mesh, a batch_size the data axis does not divide, an axis the mesh lacks.
     """
     where = "predict"
     check_model(where, model)
     batch_size = check_int_at_least(where, "batch_size", batch_size, 1)
     forward = _predict_fn(model)
+    dp = None
+    if mesh is not None:
+        dp = distributed._make(where, mesh, data_axis, None)
+        params, state = dp.onto_mesh((params, state))
+
+    def run(part, size):
+        """The outputs of `part`'s rows, run as a batch of `size` rows (>= them)."""
+        rows = jax.tree.leaves(part)[0].shape[0]
+        part = _pad_rows(part, size)
+        if dp is not None:
+            part = dp.shard_batch(part)
+        out = jax.device_get(forward(params, state, part))
+        return jax.tree.map(lambda a: a[:rows], out)
+
+    def on_mesh(rows):  # rows rounded up to a multiple of the data axis's size
+        return rows if dp is None else -(-rows // dp.data_size) * dp.data_size
+
     outputs = []
     if isinstance(x, (np.ndarray, jax.Array, tuple, dict)):
         x = jax.tree.map(_canonical, x)
@@ -626,19 +721,15 @@ def predict(model, params, state, x, *, batch_size: int = 256):
         if n == 0:
             raise ValueError("predict: x is empty.")
         size = min(batch_size, n)
+        if dp is not None and n > batch_size:
+            dp.check_batch_size(where, "batch_size", batch_size)
         for i in range(0, n, size):
-            part = _take(x, slice(i, i + size))
-            short = size - jax.tree.leaves(part)[0].shape[0]
-            if short:
-                part = jax.tree.map(lambda a: np.concatenate(
-                    [a, np.repeat(a[-1:], short, axis=0)]), part)
-            out = jax.device_get(forward(params, state, part))
-            outputs.append(jax.tree.map(lambda a: a[:size - short], out))
+            outputs.append(run(_take(x, slice(i, i + size)), on_mesh(size)))
     else:
         batches = x() if callable(x) and not hasattr(x, "__iter__") else x
         for batch in batches:
-            outputs.append(jax.device_get(forward(params, state, jax.tree.map(_canonical,
-                                                                              batch))))
+            batch = jax.tree.map(_canonical, batch)
+            outputs.append(run(batch, on_mesh(jax.tree.leaves(batch)[0].shape[0])))
         if not outputs:
             raise ValueError("predict: the stream yielded no batch.")
     return jax.tree.map(lambda *parts: np.concatenate(parts), *outputs)

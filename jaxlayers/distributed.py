@@ -41,6 +41,7 @@ import optax
 from jax.sharding import AxisType, Mesh, NamedSharding, PartitionSpec
 
 from jaxlayers._paths import path_string
+from jaxlayers.precision import DynamicLossScale
 from jaxlayers.train import typed_key
 
 __all__ = ["DataParallel", "data_parallel", "initialize", "local_data"]
@@ -185,8 +186,13 @@ class DataParallel:
         (masked leaves of `jl.frozen` / `optax.multi_transform` included); everything
         else is replicated. Without an optimizer, or when optax cannot map its state, the
         whole state is replicated (correct, only not memory-saving), with a warning when
-        rules shard some params.
+        rules shard some params. A loss-scaled run's pair (optimizer state,
+        `jl.DynamicLossScale`) is mapped in its first part; the scale is replicated.
         """
+        if (isinstance(opt_state, tuple) and len(opt_state) == 2
+                and isinstance(opt_state[1], DynamicLossScale)):
+            return (self.opt_state_shardings(optimizer, opt_state[0], params),
+                    jax.tree.map(lambda _: self.replicated, opt_state[1]))
         shardings = self.param_shardings(params)
         if optimizer is not None:
             try:
@@ -203,6 +209,18 @@ class DataParallel:
             warnings.warn(f"{self.where}: no optimizer given, so the optimizer state is "
                           "replicated rather than sharded like the params.", stacklevel=3)
         return jax.tree.map(lambda _: self.replicated, opt_state)
+
+    def onto_mesh(self, tree) -> Any:
+        """`tree` with every leaf that is not on this mesh yet replicated onto it; a leaf
+        already placed on the mesh (by `place`, sharded by the rules) is kept as it is.
+        Used by `jl.evaluate` and `jl.predict`."""
+        def put(leaf):
+            sharding = getattr(leaf, "sharding", None)
+            if isinstance(sharding, NamedSharding) and sharding.mesh == self.mesh:
+                return leaf
+            return _put(leaf, self.replicated)
+
+        return jax.tree.map(put, tree)
 
     def place(self, train_state, optimizer=None):
         """A copy of a `jl.TrainState` on the mesh: params by the rules, opt_state like
@@ -277,10 +295,30 @@ class DataParallel:
 
 
 def _put(tree, shardings):
-    """Fresh buffers for `tree` with `shardings`. The copy comes first: jax 0.10's
-    device_put(..., may_alias=False) onto a replicated sharding still reuses the source
-    buffer for the source's device, and a donating step would then delete it."""
-    return jax.device_put(jax.device_put(tree, may_alias=False), shardings)
+    """Fresh buffers for `tree` with `shardings` (one Sharding for every leaf, or a tree
+    of them). The copy comes first: jax 0.10's device_put(..., may_alias=False) onto a
+    replicated sharding still reuses the source buffer for the source's device, and a
+    donating step would then delete it. With several processes, device_put cannot place
+    onto devices of other processes: see `_put_global`."""
+    if isinstance(shardings, jax.sharding.Sharding):
+        shardings = jax.tree.map(lambda _: shardings, tree)
+    if jax.process_count() == 1:
+        return jax.device_put(jax.device_put(tree, may_alias=False), shardings)
+    return jax.tree.map(_put_global, tree, shardings)
+
+
+def _put_global(leaf, sharding):
+    """One leaf onto a sharding that spans several processes. Every process holds the
+    same value (the same init, the same checkpoint): each builds its own devices' shards
+    from its host copy (`jax.make_array_from_callback`). A leaf already spread over
+    several processes is resharded by a compiled identity. PRNG keys go as their data."""
+    if jax.dtypes.issubdtype(getattr(leaf, "dtype", np.float32), jax.dtypes.prng_key):
+        data = _put_global(jax.random.key_data(leaf), sharding)
+        return jax.random.wrap_key_data(data, impl=jax.random.key_impl(leaf))
+    if isinstance(leaf, jax.Array) and not leaf.is_fully_addressable:
+        return jax.jit(lambda a: a, out_shardings=sharding)(leaf)
+    host = np.asarray(leaf)
+    return jax.make_array_from_callback(host.shape, sharding, lambda index: host[index])
 
 
 def _check_fits(where: str, pattern: str, spec: PartitionSpec, path: str, shape, mesh) -> None:
@@ -337,7 +375,8 @@ def _make(where: str, mesh, axis, param_rules) -> DataParallel:
     if not _axes(axis) or not all(isinstance(a, str) for a in _axes(axis)):
         raise ValueError(f"{where}: the data axis must be a mesh axis name (or a tuple of "
                          f"names), got {axis!r}; the mesh has axes {tuple(mesh.axis_names)}.")
-    _check_axes(where, mesh, _axes(axis), "data_axis" if where == "fit" else "axis")
+    _check_axes(where, mesh, _axes(axis),
+                "data_axis" if where in ("fit", "evaluate", "predict") else "axis")
     if param_rules is not None and not isinstance(param_rules, (dict, list, tuple)):
         raise TypeError(f"{where}: param_rules must be a dict {{pattern: PartitionSpec}}, "
                         f"got {type(param_rules).__name__}.")

@@ -149,6 +149,17 @@ def mixed_precision(layer: Layer, policy: Policy) -> Layer:
 
     Raises:
       TypeError: layer not a Layer, policy not a Policy.
+
+    Example:
+      >>> import jax, jax.numpy as jnp, jaxlayers as jl
+      >>> policy = jl.Policy(params="float32", compute="bfloat16", output="float32")
+      >>> model = jl.mixed_precision(jl.Dense(3), policy)
+      >>> params, state = model.init(jax.random.key(0), (2, 4))
+      >>> params["kernel"].dtype  # float32 master weights
+      dtype('float32')
+      >>> y, _ = model.apply(params, state, jnp.ones((2, 4)))  # the matmul in bfloat16
+      >>> y.shape, y.dtype
+      ((2, 3), dtype('float32'))
     """
     inner = as_layer("mixed_precision", layer)
     if not isinstance(policy, Policy):

@@ -80,11 +80,11 @@ class Losses(jl.callbacks.Callback):
 
 
 def _fit_pair(model, data, input_shape, mesh, optimizer, *, param_rules=None, epochs=2,
-              batch_size=16, loss=CE):
+              batch_size=16, loss=CE, fit_kw=None):
     """The same run of fit on one device and on `mesh`, with every step's loss."""
     params, state = model.init(jax.random.key(0), input_shape)
     kw = dict(loss=loss, optimizer=optimizer, epochs=epochs, batch_size=batch_size,
-              key=jax.random.key(1), verbose=False)
+              key=jax.random.key(1), verbose=False, **(fit_kw or {}))
     one, many = Losses(), Losses()
     ts1, h1 = jl.fit(model, (params, state), data, callbacks=[one], **kw)
     SEEN.clear()  # from here on, the mesh run's steps
@@ -228,6 +228,86 @@ def check_hand_loop():
             "caller_alive": not any(a.is_deleted() for a in jax.tree.leaves(params))}
 
 
+def check_eval_predict():
+    """evaluate and predict on a mesh equal one device: host params replicated onto an
+    8-way data mesh, and a sharded run's params kept where fit put them on a 2x4 mesh."""
+    model = jl.serial(jl.Dense(16, use_bias=False), jl.BatchNorm(), jl.Activation("relu"),
+                      jl.Dense(3))
+    x, y = _data(52, (6,), seed=4)  # batches of 16: the last has 4 rows
+    params, state = model.init(jax.random.key(0), (16, 6))
+    rules = {"0/kernel": P(None, "model"), "3/kernel": P("model", None)}
+    mesh8, mesh24 = _mesh((8,), ("data",)), _mesh((2, 4), ("data", "model"))
+    ts24, _ = jl.fit(model, (params, state), (x, y), loss=CE, optimizer=_sgd(), epochs=1,
+                     batch_size=16, key=jax.random.key(1), verbose=False, mesh=mesh24,
+                     param_rules=rules)
+    trained = jax.device_get((ts24.params, ts24.state))  # host copies, for one device
+    stream = [x[:16], x[16:28], x[28:33]]  # 16, 12 and 5 rows: the last two padded
+
+    def metric(predictions, targets):  # records the per-device rows in the compiled step
+        jax.debug.inspect_array_sharding(
+            targets, callback=lambda s: SEEN.append(s.shard_shape(targets.shape)))
+        return jl.metrics.accuracy(predictions, targets)
+
+    kw = dict(loss=CE, metrics=["loss", "accuracy", metric], batch_size=16)
+    one = jl.evaluate(model, params, state, (x, y), **kw)
+    SEEN.clear()
+    eight = jl.evaluate(model, params, state, (x, y), mesh=mesh8, **kw)
+    seen = sorted(set(map(tuple, SEEN)))
+    one_t = jl.evaluate(model, *trained, (x, y), **kw)
+    mesh_t = jl.evaluate(model, ts24.params, ts24.state, (x, y), mesh=mesh24, **kw)
+    pred_one = jl.predict(model, params, state, x, batch_size=16)
+    pred_eight = jl.predict(model, params, state, x, batch_size=16, mesh=mesh8)
+    pred_small = jl.predict(model, params, state, x[:5], mesh=mesh8)  # 5 rows, one batch
+    pred_t = jl.predict(model, ts24.params, ts24.state, x, batch_size=16, mesh=mesh24)
+    pred_stream = jl.predict(model, params, state, stream, mesh=mesh8)
+    return {"evaluate_diff": max(abs(one[k] - eight[k]) for k in one),
+            "evaluate_keys": sorted(eight), "evaluate_loss": [one["loss"], eight["loss"]],
+            "evaluate_trained_diff": max(abs(one_t[k] - mesh_t[k]) for k in one_t),
+            "evaluate_y_shards": [list(t) for t in seen],
+            "predict_diff": _max_diff(pred_one, pred_eight),
+            "predict_shape": list(pred_eight.shape),
+            "predict_small_diff": _max_diff(pred_one[:5], pred_small),
+            "predict_trained_diff": _max_diff(
+                jl.predict(model, *trained, x, batch_size=16), pred_t),
+            "predict_stream_diff": _max_diff(pred_one[:33], pred_stream),
+            "trained_kernel_spec": str(ts24.params[0]["kernel"].sharding.spec)}
+
+
+def check_loss_scale():
+    """A float16 fit with a dynamic loss scale on a 2x4 mesh (kernels sharded, and their
+    Adam moments with them; the scale replicated) equals the same fit on one device."""
+    model = jl.mixed_precision(jl.serial(jl.Dense(16, activation="tanh"), jl.Dense(3)),
+                               jl.Policy(compute="float16"))
+    x, y = _data(48, (6,), seed=5)
+    loss_scale = jl.DynamicLossScale(2.0 ** 19, period=2)  # overflows first, then grows
+    optimizer = optax.adam(1e-2)
+    ts1, h1, _, ts24, h24, _ = _fit_pair(
+        model, (x, y), (16, 6), _mesh((2, 4), ("data", "model")), optimizer,
+        param_rules={"0/kernel": P(None, "model")}, epochs=2, loss=CE,
+        fit_kw={"loss_scale": loss_scale})
+
+    class Scales(jl.callbacks.Callback):  # the scale after every step (one device)
+        trace = []
+
+        def on_batch_end(self, step, logs, train_state):
+            self.trace.append(float(train_state.opt_state[1].loss_scale))
+
+    params, state = model.init(jax.random.key(0), (16, 6))
+    jl.fit(model, (params, state), (x, y), loss=CE, optimizer=optimizer, epochs=2,
+           batch_size=16, key=jax.random.key(1), verbose=False, loss_scale=loss_scale,
+           callbacks=[Scales()])
+    scales = [(float(t.opt_state[1].loss_scale), int(t.opt_state[1].counter))
+              for t in (ts1, ts24)]
+    mu = ts24.opt_state[0][0].mu
+    return {"params_diff": _max_diff(ts1.params, ts24.params),
+            "opt_diff": _max_diff(ts1.opt_state, ts24.opt_state), "scales": scales,
+            "scale_trace": Scales.trace,
+            "loss_single": h1["loss"], "loss_mesh": h24["loss"],
+            "kernel_spec": str(ts24.params[0]["kernel"].sharding.spec),
+            "mu_specs": sorted({str(a.sharding.spec) for a in jax.tree.leaves(mu)}),
+            "scale_spec": str(ts24.opt_state[1].loss_scale.sharding.spec)}
+
+
 def _error(fn):
     try:
         fn()
@@ -263,6 +343,12 @@ def check_errors():
         "rule_indivisible": _error(lambda: fit(mesh=mesh,
                                                param_rules={"*/kernel": P(None, "data")})),
         "rule_rank": _error(lambda: fit(mesh=mesh, param_rules={"0/bias": P(None, "data")})),
+        "evaluate_batch_size": _error(lambda: jl.evaluate(model, params, state, (x, y),
+                                                          loss=CE, batch_size=12, mesh=mesh)),
+        "predict_batch_size": _error(lambda: jl.predict(model, params, state, x,
+                                                        batch_size=12, mesh=mesh)),
+        "evaluate_data_axis": _error(lambda: jl.evaluate(model, params, state, (x, y),
+                                                         loss=CE, mesh=mesh, data_axis="batch")),
         "caller_alive": not any(a.is_deleted() for a in jax.tree.leaves(params)),
     }
 
@@ -272,7 +358,9 @@ def main():
     checks = [("devices", check_devices), ("mlp_batchnorm", check_mlp_batchnorm),
               ("lenet", check_lenet), ("model_parallel", lambda: check_model_parallel(store)),
               ("checkpoints", lambda: check_checkpoints(store)),
-              ("hand_loop", check_hand_loop), ("errors", check_errors)]
+              ("hand_loop", check_hand_loop), ("eval_predict", check_eval_predict),
+              ("loss_scale", check_loss_scale),
+              ("errors", check_errors)]
     only = set(sys.argv[1:])
     for name, check in checks:
         if only and name not in only:

@@ -97,6 +97,35 @@ def test_kv_cache_benchmark_runs_and_both_paths_agree():
     assert result["same"] and result["cached_s"] > 0 and result["recompute_s"] > 0
 
 
+def test_convstack_hand_written_step_has_the_library_models_logits_and_gradients():
+    """benchmarks/cnn.py convstack: the hand-written lax forward (XLA's conv and its
+    gradient), given the library's weights, gives the library model's logits and the same
+    parameter gradients, though the library's 32/64-channel convs take their kernel
+    gradient from the CPU im2col path (float64, a small image)."""
+    import chex
+    import jax.numpy as jnp
+
+    cnn = _import("cnn")
+    model = cnn._convstack_model()
+    with jax.enable_x64(), jax.numpy_rank_promotion("allow"):  # plain user code
+        x = jax.random.normal(jax.random.key(4), (2, 9, 11, 3), jnp.float64)
+        params, state = model.init(jax.random.key(5), x.shape)
+        params = jax.tree.map(lambda a: a.astype(jnp.float64) + 0.05, params)  # bias != 0
+
+        def ours(p):
+            return jnp.sum(jnp.sin(model.apply(p, state, x)[0]))
+
+        def hand(p):
+            return jnp.sum(jnp.sin(cnn.stack_forward(p, x)))
+
+        value, grads = jax.jit(jax.value_and_grad(ours))(params)
+        want_value, want = jax.jit(jax.value_and_grad(hand))(
+            cnn.stack_params_from_library(params))
+        chex.assert_trees_all_close(value, want_value, rtol=1e-12)
+        chex.assert_trees_all_close(cnn.stack_params_from_library(grads), want,
+                                    rtol=1e-10, atol=1e-12)
+
+
 def test_transformer_contenders_compute_the_same_function():
     """benchmarks/transformer.py: the hand-written forms (heads-first, einsum,
     dot_product_attention) and PyTorch's pre-LN encoder, given the library's weights,

@@ -121,6 +121,47 @@ def test_hand_written_loop_with_data_parallel_helpers_matches_one_device(checks)
     assert r["caller_alive"]  # place() copies: the donating step left the caller's arrays
 
 
+def test_evaluate_and_predict_on_a_mesh_equal_one_device(checks):
+    r = _result(checks, "eval_predict")
+    assert r["evaluate_keys"] == ["accuracy", "loss", "metric"]
+    assert r["evaluate_diff"] < ATOL and r["evaluate_trained_diff"] < ATOL
+    np.testing.assert_allclose(*r["evaluate_loss"], rtol=1e-6)
+    # 16-row batches split 2 rows a device; the last 4 rows (52 = 3 * 16 + 4) replicated
+    assert r["evaluate_y_shards"] == [[2], [4]]
+    assert r["predict_shape"] == [52, 3] and r["predict_diff"] < ATOL
+    # one batch of 5 rows and a stream of 16, 12 and 5 rows: padded to 8 and 16, cut back
+    assert r["predict_small_diff"] < ATOL and r["predict_stream_diff"] < ATOL
+    # params fit left sharded on a 2x4 mesh are used where they are
+    assert r["trained_kernel_spec"] == "P(None, 'model')"
+    assert r["predict_trained_diff"] < ATOL
+
+
+def test_float16_fit_with_a_loss_scale_on_a_mesh_matches_one_device(checks):
+    r = _result(checks, "loss_scale")
+    # overflow (skip, halve), two finite steps (grow), and again: both branches ran
+    assert r["scale_trace"] == [2.0 ** 18, 2.0 ** 18, 2.0 ** 19] * 2
+    assert r["scales"][0] == r["scales"][1]
+    # float16 matmuls summed in another order: within a float16 rounding (2**-11 at 1)
+    assert r["params_diff"] < 2e-4 and r["opt_diff"] < 2e-4
+    np.testing.assert_allclose(r["loss_mesh"], r["loss_single"], rtol=1e-4)
+    # the Adam moments live with their sharded kernel; the scale is replicated
+    assert r["kernel_spec"] == "P(None, 'model')" and r["scale_spec"] == "P()"
+    assert r["mu_specs"] == ["P()", "P(None, 'model')"]
+
+
+@pytest.mark.parametrize("case, what", [
+    ("evaluate_batch_size", "evaluate: batch_size 12 does not split over the 8 devices of "
+                            "mesh axis 'data'"),
+    ("predict_batch_size", "predict: batch_size 12 does not split over the 8 devices of "
+                           "mesh axis 'data'"),
+    ("evaluate_data_axis", "evaluate: data_axis names mesh axis 'batch', but the mesh has "
+                           "axes ('data',)"),
+])
+def test_evaluate_and_predict_on_a_mesh_refuse_what_fit_refuses(checks, case, what):
+    r = _result(checks, "errors")[case]
+    assert r["type"] == "ValueError" and r["message"].startswith(what), r
+
+
 @pytest.mark.parametrize("case, what", [
     ("batch_size", "fit: batch_size 12 does not split over the 8 devices of mesh axis 'data'"),
     ("last_batch", "fit: the last batch (drop_remainder=False) of 12 does not split over "

@@ -472,6 +472,110 @@ def test_make_train_step_checks_the_loss_scale_and_the_carried_pair():
         step(params, state, (opt.init(params), jl.DynamicLossScale(period=10)), x, y, None)
 
 
+# --------------------------------------------------------------- fit(loss_scale=)
+
+def _fit_reference(model, params, state, x, y, opt, key, *, epochs, batch_size, scale,
+                   period):
+    """fit's documented order (PCG64 seeded with the key's words and the epoch, the
+    remainder dropped) and the loss-scaling rule written out with optax and plain Python:
+    scale the loss, unscale the gradients, skip a non-finite step, grow or shrink."""
+    @jax.jit
+    def scaled_grads(p, xb, yb, s):
+        def scaled_loss(p):
+            return s * XENT(model.apply(p, state, xb, training=True)[0], yb)
+        value, g = jax.value_and_grad(scaled_loss)(p)
+        return value / s, jax.tree.map(lambda a: a / s, g)
+
+    @jax.jit
+    def update(p, o, g):
+        u, o = opt.update(g, o, p)
+        return optax.apply_updates(p, u), o
+
+    seed = [int(w) for w in np.ravel(jax.random.key_data(key))]
+    o, count, trace, means = opt.init(params), 0, [], []
+    for e in range(epochs):
+        order, total = np.random.default_rng(seed + [e]).permutation(len(x)), 0.0
+        for i in range(len(x) // batch_size):
+            idx = order[i * batch_size:(i + 1) * batch_size]
+            value, g = scaled_grads(params, x[idx], y[idx], jnp.float32(scale))
+            finite = all(bool(np.isfinite(np.asarray(a)).all()) for a in jax.tree.leaves(g))
+            if finite:
+                params, o = update(params, o, g)
+            scale, count = _reference_adjust(scale, count, finite, period, 2.0, 1.0)
+            trace.append((finite, scale))
+            total += float(value)
+        means.append(total / (len(x) // batch_size))
+    return params, o, scale, count, trace, means
+
+
+def test_fit_with_a_dynamic_loss_scale_equals_the_hand_written_rule():
+    """float16 compute, scale 2**19: the first steps overflow and are skipped, then the
+    scale grows every 2 finite steps until it overflows again."""
+    model, opt = _f16_model(), optax.adam(1e-2)
+    x, y = _xy(56, seed=1)  # batches of 16: 3 a epoch, 8 samples dropped
+    params, state = model.init(KEY, (16, 6))
+    ls = jl.DynamicLossScale(2.0 ** 19, period=2)
+    ts, history = jl.fit(model, (params, state), (x, y), loss=XENT, optimizer=opt, epochs=4,
+                         batch_size=16, key=jax.random.key(5), loss_scale=ls, verbose=False)
+    want_p, want_o, scale, count, trace, means = _fit_reference(
+        model, params, state, x, y, opt, jax.random.key(5), epochs=4, batch_size=16,
+        scale=2.0 ** 19, period=2)
+    skipped = sum(not f for f, _ in trace)
+    grown = sum(b > a for (_, a), (_, b) in zip(trace, trace[1:]))
+    assert skipped >= 2 and grown >= 2 and trace[0][0] is False, trace
+    assert ts.step == 12
+    chex.assert_trees_all_close(ts.params, want_p, rtol=1e-5, atol=1e-7)
+    chex.assert_trees_all_close(ts.opt_state[0], want_o, rtol=1e-5, atol=1e-8)
+    assert (float(ts.opt_state[1].loss_scale), int(ts.opt_state[1].counter)) == (scale, count)
+    np.testing.assert_allclose(history["loss"], means, rtol=1e-5)
+
+
+def test_fit_resumes_the_loss_scale_from_a_checkpoint_bit_for_bit():
+    model, opt = _f16_model(), optax.adam(1e-2)
+    x, y = _xy(56, seed=1)
+    params, state = model.init(KEY, (16, 6))
+    kw = dict(loss=XENT, optimizer=opt, batch_size=16, key=jax.random.key(5),
+              loss_scale=jl.DynamicLossScale(2.0 ** 19, period=2), verbose=False)
+    whole, _ = jl.fit(model, (params, state), (x, y), epochs=4, **kw)
+    with tempfile.TemporaryDirectory() as d:
+        half, _ = jl.fit(model, (params, state), (x, y), epochs=1, checkpoint_dir=d, **kw)
+        # after 3 steps (2 skipped, 1 finite) the scale is neither the initial one nor the
+        # final one, and its counter of finite steps is running
+        assert float(half.opt_state[1].loss_scale) not in (2.0 ** 19,
+                                                           float(whole.opt_state[1].loss_scale))
+        assert int(half.opt_state[1].counter) == 1
+        resumed, _ = jl.fit(model, (params, state), (x, y), epochs=4, checkpoint_dir=d,
+                            resume=True, **kw)
+    continued, _ = jl.fit(model, half, (x, y), epochs=3,
+                          **{**kw, "key": None})  # the TrainState carries its key
+    assert resumed.step == continued.step == whole.step == 12
+    for run in (resumed, continued):
+        chex.assert_trees_all_equal((run.params, run.opt_state), (whole.params,
+                                                                  whole.opt_state))
+
+
+def test_fit_checks_the_loss_scale_against_the_train_state():
+    model, opt = jl.Dense(3), optax.sgd(0.1)
+    x, y = _xy(16)
+    params, state = model.init(KEY, x.shape)
+    kw = dict(loss=XENT, optimizer=opt, epochs=1, batch_size=16, verbose=False)
+    ts = jl.TrainState.create(params, state, opt, KEY)
+    with pytest.raises(TypeError, match="fit: loss_scale must be a jl.DynamicLossScale or "
+                                        "None, got 1024.0"):
+        jl.fit(model, (params, state), (x, y), key=KEY, loss_scale=1024.0, **kw)
+    with pytest.raises(TypeError, match=r"fit: with loss_scale=, a TrainState's opt_state must "
+                                        r"be the pair \(optimizer_state, jl.DynamicLossScale\)"):
+        jl.fit(model, ts, (x, y), loss_scale=jl.DynamicLossScale(), **kw)
+    scaled = ts.replace(opt_state=(ts.opt_state, jl.DynamicLossScale(period=10)))
+    with pytest.raises(ValueError, match=r"fit: the TrainState's loss scale has \(period, "
+                                         r"factor, min_loss_scale\) \(10, 2.0, 1.0\), but "
+                                         r"loss_scale= has \(2000, 2.0, 1.0\)"):
+        jl.fit(model, scaled, (x, y), loss_scale=jl.DynamicLossScale(), **kw)
+    with pytest.raises(ValueError, match="fit: the TrainState's opt_state carries a "
+                                         "jl.DynamicLossScale"):
+        jl.fit(model, scaled, (x, y), **kw)
+
+
 # -------------------------------------------------- bf16 training on the digits vs f32
 
 def _train_and_score(model, data, *, epochs, batch_size, learning_rate):

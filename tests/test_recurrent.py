@@ -480,7 +480,7 @@ def test_construction_errors_name_the_layer():
     with pytest.raises(ValueError, match="SimpleRNN: activation must be one of"):
         SimpleRNN(4, activation="tanhh")
     with pytest.raises(ValueError, match="LSTM: implementation must be one of"):
-        LSTM(4, implementation="cudnn")
+        LSTM(4, implementation="cuda")  # "cudnn" is LSTM's GPU kernel (test_cudnn_lstm.py)
     with pytest.raises(ValueError, match="GRU: derivative must be one of"):
         GRU(4, derivative="cudnn")
     with pytest.raises(ValueError, match="SimpleRNN: unroll must be a positive int"):

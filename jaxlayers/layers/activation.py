@@ -23,6 +23,15 @@ def Activation(activation, **options) -> Layer:
     Raises:
       ValueError: unknown name or option (construction).
       TypeError: a non-float input (trace time).
+
+    Example:
+      >>> import jax, jax.numpy as jnp, numpy as np, jaxlayers as jl
+      >>> softmax = jl.Activation("softmax")
+      >>> z = jnp.array([[2.0, 1.0, 0.1]])
+      >>> params, state = softmax.init(jax.random.key(0), z.shape)
+      >>> y, _ = softmax.apply(params, state, z)
+      >>> print(np.asarray(y).round(3))  # seed 003 Q9: exps 7.389, 2.718, 1.105 over 11.213
+      [[0.659 0.242 0.099]]
     """
     fn = activations.get(activation, "Activation", **options)
 
@@ -47,6 +56,16 @@ def PReLU(*, alpha_init=constant(0.25), shared: bool = False, param_dtype=jnp.fl
 
     Raises:
       TypeError: a non-float input. ValueError: channel count differs from alpha's.
+
+    Example:
+      >>> import jax, jax.numpy as jnp, jaxlayers as jl
+      >>> prelu = jl.PReLU()
+      >>> x = jnp.array([[-2.0, 3.0], [4.0, -1.0]])
+      >>> params, state = prelu.init(jax.random.key(0), x.shape)
+      >>> y, _ = prelu.apply(params, state, x)  # alpha starts at 0.25 per channel
+      >>> print(y)
+      [[-0.5   3.  ]
+       [ 4.   -0.25]]
     """
     def init(key, input_spec):
         shape = shape_of("PReLU", input_spec)

@@ -154,6 +154,19 @@ def MultiHeadAttention(num_heads: int, key_dim: int, value_dim: int | None = Non
         key and value lengths or batch sizes that differ, a mask= that does not broadcast,
         training with dropout and key=None (trace time).
       TypeError: non-float inputs, a non-bool mask=.
+
+    Example:
+      >>> import jax, jax.numpy as jnp, numpy as np, jaxlayers as jl
+      >>> mha = jl.MultiHeadAttention(2, key_dim=4, causal=True, return_weights=True)
+      >>> x = jnp.ones((2, 5, 6))
+      >>> params, state = mha.init(jax.random.key(0), x.shape)
+      >>> (y, weights), _ = mha.apply(params, state, x)
+      >>> y.shape, weights.shape
+      ((2, 5, 6), (2, 2, 5, 5))
+      >>> print(np.asarray(weights[0, 0, :3]).round(2))  # equal keys: uniform over s <= t
+      [[1.   0.   0.   0.   0.  ]
+       [0.5  0.5  0.   0.   0.  ]
+       [0.33 0.33 0.33 0.   0.  ]]
     """
     name = "MultiHeadAttention"
     h = check_positive_int(name, "num_heads", num_heads)
@@ -317,6 +330,18 @@ def Attention(score: str = "scaled_dot", *, units: int | None = None,
       ValueError: an unknown score, units without a parametrised score (construction);
         inputs not a pair or triple, ranks or sizes that do not fit, keys and values of
         different lengths (trace time). TypeError: non-float inputs.
+
+    Example:
+      >>> import jax, jax.numpy as jnp, numpy as np, jaxlayers as jl
+      >>> attention = jl.Attention("dot", return_weights=True)
+      >>> q = jnp.array([[[2.0, 0.0]]])                            # (N, Tq, d) = (1, 1, 2)
+      >>> v = jnp.array([[[1.0, 0.0], [0.0, 1.0], [0.0, 0.0]]])    # (N, Tk, d) = (1, 3, 2)
+      >>> params, state = attention.init(jax.random.key(0), (q.shape, v.shape))
+      >>> (context, weights), _ = attention.apply(params, state, (q, v))
+      >>> print(np.asarray(weights).round(3))  # softmax of the scores [2, 0, 0]
+      [[[0.787 0.107 0.107]]]
+      >>> context.shape
+      (1, 1, 2)
     """
     name = "Attention"
     check_one_of(name, "score", score, _ATTENTION_SCORES)

@@ -17,7 +17,17 @@ __all__ = ["Identity", "Branches", "Scale", "SqueezeExcitation", "StochasticDept
 
 @layer_factory
 def Identity() -> Layer:
-    """y = x, any input (the skip branch of `Branches`). params {}, state {}."""
+    """y = x, any input (the skip branch of `Branches`). params {}, state {}.
+
+    Example:
+      >>> import jax, jax.numpy as jnp, jaxlayers as jl
+      >>> identity = jl.Identity()
+      >>> params, state = identity.init(jax.random.key(0), (2, 3))
+      >>> y, _ = identity.apply(params, state, jnp.arange(6.0).reshape(2, 3))
+      >>> print(y)
+      [[0. 1. 2.]
+       [3. 4. 5.]]
+    """
     def apply(params, state, x, *, key=None, training=False):
         del params, key, training
         return x, state
@@ -48,6 +58,17 @@ def Branches(merge: Layer, /, *, activation=None, name: str | None = None,
     Raises:
       ValueError: no branches (construction); a merge layer with params or state (init).
       TypeError: a branch or merge that is not a Layer.
+
+    Example:
+      >>> import jax, jax.numpy as jnp, jaxlayers as jl
+      >>> block = jl.Branches(jl.Add(), main=jl.Dense(4), shortcut=jl.Identity(),
+      ...                     activation="relu")
+      >>> params, state = block.init(jax.random.key(0), (2, 4))
+      >>> list(params)
+      ['main', 'shortcut']
+      >>> y, _ = block.apply(params, state, jnp.ones((2, 4)))  # relu(Dense(x) + x)
+      >>> y.shape
+      (2, 4)
     """
     label = name or "Branches"
     if not branches:
@@ -94,6 +115,15 @@ def Scale(gate: Layer, /, *, name: str | None = None) -> Layer:
     Raises:
       ValueError: a gate output that does not broadcast to x at the same rank.
       TypeError: a gate that is not a Layer; a non-array input.
+
+    Example:
+      >>> import jax, jax.numpy as jnp, jaxlayers as jl
+      >>> gate = jl.serial(jl.GlobalAvgPool2D(keepdims=True), jl.Activation("sigmoid"))
+      >>> scale = jl.Scale(gate)
+      >>> params, state = scale.init(jax.random.key(0), (2, 4, 5, 3))
+      >>> y, _ = scale.apply(params, state, jnp.ones((2, 4, 5, 3)))
+      >>> y.shape, round(float(y[0, 0, 0, 0]), 4)  # 1 * sigmoid(mean 1)
+      ((2, 4, 5, 3), 0.7311)
     """
     label = name or "Scale"
     gate = as_layer(label, gate)
@@ -127,6 +157,16 @@ def SqueezeExcitation(channels: int, squeeze: int, *, activation="relu") -> Laye
     Raises:
       ValueError: channels or squeeze not a positive int, an unknown activation
         (construction); an input with other than `channels` channels (trace time).
+
+    Example:
+      >>> import jax, jax.numpy as jnp, jaxlayers as jl
+      >>> se = jl.SqueezeExcitation(6, 2)
+      >>> params, state = se.init(jax.random.key(0), (2, 4, 5, 6))
+      >>> jax.tree.map(jnp.shape, params["fc1"])  # 1x1 convs: squeeze 6 -> 2, then 2 -> 6
+      {'bias': (2,), 'kernel': (1, 1, 6, 2)}
+      >>> y, _ = se.apply(params, state, jnp.ones((2, 4, 5, 6)))
+      >>> y.shape
+      (2, 4, 5, 6)
     """
     gate = serial(pool=GlobalAvgPool2D(keepdims=True),
                   fc1=Conv2D(squeeze, 1, activation=activation),
@@ -147,6 +187,17 @@ def StochasticDepth(rate: float) -> Layer:
     Raises:
       ValueError: rate outside [0, 1) (construction); training=True with key=None.
       TypeError: a non-array input.
+
+    Example:
+      >>> import jax, jax.numpy as jnp, jaxlayers as jl
+      >>> drop_path = jl.StochasticDepth(0.25)
+      >>> x = jnp.ones((6, 3))
+      >>> params, state = drop_path.init(jax.random.key(0), x.shape)
+      >>> y, _ = drop_path.apply(params, state, x, key=jax.random.key(1), training=True)
+      >>> print(y[:, 0] * 0.75)  # whole examples dropped, the others scaled by 1 / (1 - rate)
+      [1. 1. 1. 1. 0. 1.]
+      >>> bool((y == y[:, :1]).all())  # one draw per example
+      True
     """
     rate = check_rate("StochasticDepth", "rate", rate)
 

@@ -10,6 +10,7 @@ from jaxlayers import activations
 from jaxlayers._checks import check_positive_int, compute_dtype, shape_of
 from jaxlayers.core import Layer, layer_factory
 from jaxlayers.initializers import glorot_uniform, zeros
+from jaxlayers.layers import _conv_cpu
 from jaxlayers.layers._spatial import (LAYOUTS, check_input, check_shape, explicit_pads,
                                        ntuple, parse_padding, same_pads, specialise)
 
@@ -45,14 +46,16 @@ def _check_channels(layer: str, x, expected: int) -> None:
                          f"(as the kernel), got shape {tuple(x.shape)}.")
 
 
-def _conv(layer, n, x, kernel, strides, padding, dilation, groups, dtype):
-    """Channels-last cross-correlation of x with an HWIO kernel, padding resolved here."""
+def _conv(layer, n, x, kernel, strides, padding, dilation, groups, dtype, method="xla"):
+    """Channels-last cross-correlation of x with an HWIO kernel, padding resolved here.
+
+    method: how the kernel gradient is computed (`_conv_cpu.METHODS`); "xla" is
+    `lax.conv_general_dilated` differentiated by JAX."""
     pads = explicit_pads(layer, x.shape, padding, _effective(kernel.shape[:n], dilation),
                          strides)
     compute = compute_dtype(x, dtype)
-    return lax.conv_general_dilated(x.astype(compute), kernel.astype(compute), strides, pads,
-                                    rhs_dilation=dilation, dimension_numbers=_DIMS[n],
-                                    feature_group_count=groups)
+    return _conv_cpu.conv(x.astype(compute), kernel.astype(compute), strides, pads, dilation,
+                          groups, method)
 
 
 def _finish(params, y, use_bias, act):
@@ -87,7 +90,9 @@ def _conv_nd(n: int, name: str, filters: int, kernel_size, *, strides=1, padding
         del key, training  # deterministic
         check_input(name, x, n)
         _check_channels(name, x, params["kernel"].shape[-2] * groups)
-        y = _conv(name, n, x, params["kernel"], strides, padding, dilation, groups, dtype)
+        method = _conv_cpu.choose(jax.default_backend(), n, x.shape[-1], groups)
+        y = _conv(name, n, x, params["kernel"], strides, padding, dilation, groups, dtype,
+                  method)
         return _finish(params, y, use_bias, act), state
 
     return Layer(init, apply, name=name)
@@ -123,17 +128,74 @@ _CONV_DOC = """{n}-D convolution: y = activation(x ⋆ kernel + bias), cross-cor
         the wrong rank, channels not matching the kernel or not divisible by groups, or a
         kernel larger than the padded input (trace time).
       TypeError: a non-float input.
-
+{example}
     PyTorch stores the kernel (out, in // groups, *spatial): ours is its
     `permute({perm})`. Keras's layout is ours (HWIO).
-    """
+{cpu}    """
+
+_CPU_RULE = """
+    Gradient on the CPU: XLA:CPU's kernel gradient (a convolution whose window is the
+    whole output gradient) runs at a third of PyTorch's speed, so when
+    `jax.default_backend() == "cpu"` and a group has 1 or >= 16 input channels, the
+    kernel gradient is computed as im2col GEMMs, dW = patches^T @ dy, in blocks of images
+    whose patches fit in 4 MB (`jaxlayers/layers/_conv_cpu.py`; 1.5-2.6x faster on 32
+    and 64 channels, 2x on one, measured in benchmarks/README.md; 2-15 channels keep
+    XLA's, which ties there). The forward and the input gradient stay XLA's; it is a
+    `jax.custom_jvp`, so jvp and second derivatives work; values equal XLA's to rounding.
+"""
+
+_CONV_EXAMPLES = {
+    1: """
+    Example:
+      >>> import jax, jax.numpy as jnp, jaxlayers as jl
+      >>> conv = jl.Conv1D(1, 3, use_bias=False)
+      >>> x = jnp.array([1.0, 2, 3, 4, 5]).reshape(1, 5, 1)  # (N, L, C)
+      >>> params, state = conv.init(jax.random.key(0), x.shape)
+      >>> params = {"kernel": jnp.array([1.0, 0, -1]).reshape(3, 1, 1)}  # seed 003 Q13's w
+      >>> y, _ = conv.apply(params, state, x)
+      >>> print(y.ravel())  # cross-correlation, "valid": 1 - 3, 2 - 4, 3 - 5
+      [-2. -2. -2.]
+      >>> jl.output_shape(jl.Conv1D(8, 3), (1, 4, 100))  # seed 003 Q16: 4 words, 2 windows
+      (1, 2, 8)
+""",
+    2: """
+    Example:
+      >>> import jax, jax.numpy as jnp, jaxlayers as jl
+      >>> conv = jl.Conv2D(1, 2)
+      >>> x = jnp.array([[1.0, 3, -1, 0], [2, -2, 0, 5], [4, 1, -1, 3], [-3, 0, 1, 2]])
+      >>> params, state = conv.init(jax.random.key(0), (1, 4, 4, 1))
+      >>> params["kernel"] = jnp.array([[1.0, 0], [2, -1]]).reshape(2, 2, 1, 1)  # HWIO
+      >>> y, _ = conv.apply(params, state, x.reshape(1, 4, 4, 1))
+      >>> print(y[0, :, :, 0])  # seed 002: no kernel flip, "valid": 4x4 -> 3x3
+      [[ 7. -1. -6.]
+       [ 9.  1. -5.]
+       [-2.  0. -1.]]
+      >>> conv = jl.Conv2D(64, 3)  # seed 003 Q14: 3 x 3 x 3 x 64 + 64 parameters
+      >>> jl.summary(conv, (1, 32, 32, 3), print_fn=None).total_params
+      1792
+""",
+    3: """
+    Example:
+      >>> import jax, jax.numpy as jnp, jaxlayers as jl
+      >>> conv = jl.Conv3D(4, (3, 2, 2), strides=(1, 2, 2))
+      >>> params, state = conv.init(jax.random.key(0), (2, 5, 8, 7, 3))
+      >>> params["kernel"].shape  # (kd, kh, kw, C, filters)
+      (3, 2, 2, 3, 4)
+      >>> y, _ = conv.apply(params, state, jnp.ones((2, 5, 8, 7, 3)))
+      >>> y.shape  # floor((in - k) / s) + 1 per axis
+      (2, 3, 4, 3, 4)
+""",
+}
 
 Conv1D = specialise(_conv_nd, 1, "Conv1D", _CONV_DOC.format(
-    n=1, layout=LAYOUTS[1], out=_OUT[1], kernel=_KERNEL[1], perm="2, 1, 0"))
+    n=1, layout=LAYOUTS[1], out=_OUT[1], kernel=_KERNEL[1], perm="2, 1, 0",
+    example=_CONV_EXAMPLES[1], cpu=""))
 Conv2D = specialise(_conv_nd, 2, "Conv2D", _CONV_DOC.format(
-    n=2, layout=LAYOUTS[2], out=_OUT[2], kernel=_KERNEL[2], perm="2, 3, 1, 0"))
+    n=2, layout=LAYOUTS[2], out=_OUT[2], kernel=_KERNEL[2], perm="2, 3, 1, 0",
+    example=_CONV_EXAMPLES[2], cpu=_CPU_RULE))
 Conv3D = specialise(_conv_nd, 3, "Conv3D", _CONV_DOC.format(
-    n=3, layout=LAYOUTS[3], out=_OUT[3], kernel=_KERNEL[3], perm="2, 3, 4, 1, 0"))
+    n=3, layout=LAYOUTS[3], out=_OUT[3], kernel=_KERNEL[3], perm="2, 3, 4, 1, 0",
+    example=_CONV_EXAMPLES[3], cpu=""))
 
 
 def _depthwise_params(key, name, n, input_spec, kernel_size, m, kernel_init, param_dtype):
@@ -162,6 +224,16 @@ def DepthwiseConv2D(kernel_size, *, depth_multiplier: int = 1, strides=1, paddin
       from (kh, kw, C, m): the same glorot scale when m = 1.
 
     Raises: as Conv2D.
+
+    Example:
+      >>> import jax, jax.numpy as jnp, jaxlayers as jl
+      >>> depthwise = jl.DepthwiseConv2D(3, depth_multiplier=2)
+      >>> params, state = depthwise.init(jax.random.key(0), (2, 5, 6, 3))
+      >>> jax.tree.map(jnp.shape, params)
+      {'bias': (6,), 'kernel': (3, 3, 1, 6)}
+      >>> y, _ = depthwise.apply(params, state, jnp.ones((2, 5, 6, 3)))
+      >>> y.shape  # "valid": 5 - 2, 6 - 2; 3 channels x 2 filters each
+      (2, 3, 4, 6)
     """
     name, n = "DepthwiseConv2D", 2
     m = check_positive_int(name, "depth_multiplier", depth_multiplier)
@@ -241,12 +313,39 @@ _SEPARABLE_DOC = """Depthwise-separable {n}-D convolution: a depthwise conv, the
       two kernels.
 
     Raises: as Conv{n}D.
-    """
+{example}    """
+
+_SEPARABLE_EXAMPLES = {
+    1: """
+    Example:
+      >>> import jax, jax.numpy as jnp, jaxlayers as jl
+      >>> sep = jl.SeparableConv1D(4, 3, depth_multiplier=2)
+      >>> params, state = sep.init(jax.random.key(0), (2, 7, 3))
+      >>> jax.tree.map(jnp.shape, params)
+      {'bias': (4,), 'depthwise_kernel': (3, 1, 6), 'pointwise_kernel': (1, 6, 4)}
+      >>> y, _ = sep.apply(params, state, jnp.ones((2, 7, 3)))
+      >>> y.shape
+      (2, 5, 4)
+""",
+    2: """
+    Example:
+      >>> import jax, jax.numpy as jnp, jaxlayers as jl
+      >>> sep = jl.SeparableConv2D(128, 3, use_bias=False)
+      >>> params, state = sep.init(jax.random.key(0), (1, 5, 6, 64))
+      >>> jax.tree.map(jnp.shape, params)  # seed 003 Q16: 576 + 8,192 = 8,768 weights
+      {'depthwise_kernel': (3, 3, 1, 64), 'pointwise_kernel': (1, 1, 64, 128)}
+      >>> y, _ = sep.apply(params, state, jnp.ones((1, 5, 6, 64)))
+      >>> y.shape
+      (1, 3, 4, 128)
+""",
+}
 
 SeparableConv1D = specialise(_separable_nd, 1, "SeparableConv1D", _SEPARABLE_DOC.format(
-    n=1, layout=LAYOUTS[1], out=_OUT[1], kernel=_KERNEL[1], ones="1, "))
+    n=1, layout=LAYOUTS[1], out=_OUT[1], kernel=_KERNEL[1], ones="1, ",
+    example=_SEPARABLE_EXAMPLES[1]))
 SeparableConv2D = specialise(_separable_nd, 2, "SeparableConv2D", _SEPARABLE_DOC.format(
-    n=2, layout=LAYOUTS[2], out=_OUT[2], kernel=_KERNEL[2], ones="1, 1, "))
+    n=2, layout=LAYOUTS[2], out=_OUT[2], kernel=_KERNEL[2], ones="1, 1, ",
+    example=_SEPARABLE_EXAMPLES[2]))
 
 
 def _transpose_pads(in_sizes, windows, strides, padding, output_padding):
@@ -340,7 +439,7 @@ _TRANSPOSE_DOC = """Transposed {n}-D convolution: the adjoint (gradient) of Conv
       ValueError: bad arguments as Conv{n}D, output_padding not smaller than strides or
         dilation (construction); wrong rank or channels, an empty output (trace time).
       TypeError: a non-float input.
-
+{example}
     Conventions: matches PyTorch's conv_transpose{n}d (not Flax's unflipped ConvTranspose).
     The kernel is stored spatial + (in, out), in = this layer's input channels: PyTorch's
     weight (in, out, *spatial) permuted ({perm}); Keras stores spatial + (out, in).
@@ -348,9 +447,44 @@ _TRANSPOSE_DOC = """Transposed {n}-D convolution: the adjoint (gradient) of Conv
     padding=(k - 1) // 2 with output_padding=1 crops the odd row at the start instead.
     """
 
+_TRANSPOSE_EXAMPLES = {
+    1: """
+    Example:
+      >>> import jax, jax.numpy as jnp, jaxlayers as jl
+      >>> up = jl.Conv1DTranspose(4, 3, strides=2)
+      >>> params, state = up.init(jax.random.key(0), (2, 5, 3))
+      >>> params["kernel"].shape  # (k, C, filters)
+      (3, 3, 4)
+      >>> y, _ = up.apply(params, state, jnp.ones((2, 5, 3)))
+      >>> y.shape  # "valid": (5 - 1) * 2 + 3
+      (2, 11, 4)
+""",
+    2: """
+    Example:
+      >>> import jax, jax.numpy as jnp, jaxlayers as jl
+      >>> up = jl.Conv2DTranspose(2, 3, strides=2, padding="same")
+      >>> params, state = up.init(jax.random.key(0), (1, 4, 4, 3))
+      >>> y, _ = up.apply(params, state, jnp.ones((1, 4, 4, 3)))
+      >>> y.shape  # seed 003 Q16: 3x3 at stride 2 takes 4x4 back to 8x8
+      (1, 8, 8, 2)
+""",
+    3: """
+    Example:
+      >>> import jax, jax.numpy as jnp, jaxlayers as jl
+      >>> up = jl.Conv3DTranspose(3, 2, strides=2)
+      >>> params, state = up.init(jax.random.key(0), (1, 2, 3, 4, 2))
+      >>> y, _ = up.apply(params, state, jnp.ones((1, 2, 3, 4, 2)))
+      >>> y.shape  # kernel 2 at stride 2 doubles every axis
+      (1, 4, 6, 8, 3)
+""",
+}
+
 Conv1DTranspose = specialise(_conv_transpose_nd, 1, "Conv1DTranspose", _TRANSPOSE_DOC.format(
-    n=1, layout=LAYOUTS[1], out=_OUT[1], kernel=_KERNEL[1], perm="2, 0, 1"))
+    n=1, layout=LAYOUTS[1], out=_OUT[1], kernel=_KERNEL[1], perm="2, 0, 1",
+    example=_TRANSPOSE_EXAMPLES[1]))
 Conv2DTranspose = specialise(_conv_transpose_nd, 2, "Conv2DTranspose", _TRANSPOSE_DOC.format(
-    n=2, layout=LAYOUTS[2], out=_OUT[2], kernel=_KERNEL[2], perm="2, 3, 0, 1"))
+    n=2, layout=LAYOUTS[2], out=_OUT[2], kernel=_KERNEL[2], perm="2, 3, 0, 1",
+    example=_TRANSPOSE_EXAMPLES[2]))
 Conv3DTranspose = specialise(_conv_transpose_nd, 3, "Conv3DTranspose", _TRANSPOSE_DOC.format(
-    n=3, layout=LAYOUTS[3], out=_OUT[3], kernel=_KERNEL[3], perm="2, 3, 4, 0, 1"))
+    n=3, layout=LAYOUTS[3], out=_OUT[3], kernel=_KERNEL[3], perm="2, 3, 4, 0, 1",
+    example=_TRANSPOSE_EXAMPLES[3]))

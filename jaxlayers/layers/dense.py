@@ -34,6 +34,16 @@ def Dense(features: int, *, use_bias: bool = True, activation=None,
         input of rank 0 or with the wrong last axis (trace time).
       TypeError: a non-float input.
 
+    Example:
+      >>> import jax, jax.numpy as jnp, jaxlayers as jl
+      >>> dense = jl.Dense(4, activation="relu")
+      >>> params, state = dense.init(jax.random.key(0), (2, 3))
+      >>> jax.tree.map(jnp.shape, params)
+      {'bias': (4,), 'kernel': (3, 4)}
+      >>> y, state = dense.apply(params, state, jnp.ones((2, 3)))
+      >>> y.shape
+      (2, 4)
+
     N-D inputs are flattened to 2-D around the matmul: its weight gradient is then one
     GEMM, several times faster on XLA:CPU than a batched contraction (DESIGN.md §5).
     """

@@ -53,6 +53,17 @@ def Dropout(rate: float) -> Layer:
     Raises:
       ValueError: `rate` outside [0, 1) (construction); `training=True` with `key=None`.
       TypeError: a non-float input.
+
+    Example:
+      >>> import jax, jax.numpy as jnp, jaxlayers as jl
+      >>> drop = jl.Dropout(0.25)
+      >>> x = jnp.ones((2, 8))
+      >>> params, state = drop.init(jax.random.key(0), x.shape)
+      >>> y, _ = drop.apply(params, state, x, key=jax.random.key(1), training=True)
+      >>> print(jnp.unique(y * 0.75))  # the kept entries are x / (1 - rate)
+      [0. 1.]
+      >>> bool((drop.apply(params, state, x)[0] == x).all())  # inference: the identity
+      True
     """
     rate = check_rate("Dropout", "rate", rate)
 

@@ -67,6 +67,18 @@ def Embedding(vocab_size: int, dim: int, *, mask_zero: bool = False,
       ValueError: vocab_size or dim not a positive int (construction); with checked=True,
         concrete ids out of range.
       TypeError: non-integer ids, or a jl.Masked input.
+
+    Example:
+      >>> import jax, jax.numpy as jnp, jaxlayers as jl
+      >>> embed = jl.Embedding(10, 4, mask_zero=True)
+      >>> ids = jnp.array([[3, 1, 0], [2, 0, 0]])
+      >>> params, state = embed.init(jax.random.key(0), ids.shape)
+      >>> out, _ = embed.apply(params, state, ids)
+      >>> out.values.shape
+      (2, 3, 4)
+      >>> print(out.mask)  # id 0 is padding
+      [[ True  True False]
+       [ True False False]]
     """
     check_positive_int("Embedding", "vocab_size", vocab_size)
     check_positive_int("Embedding", "dim", dim)

@@ -32,6 +32,15 @@ def CrossChannelNormalization(size: int = 5, *, alpha: float = 1e-4, beta: float
       ValueError: a bad size/alpha/beta/k (construction); input of rank < 2 (trace time).
       TypeError: a non-float input.
 
+    Example:
+      >>> import jax, jax.numpy as jnp, numpy as np, jaxlayers as jl
+      >>> lrn = jl.CrossChannelNormalization(3, alpha=1.0, beta=0.5, k=1.0)
+      >>> x = jnp.array([[1.0, 2.0, 3.0]])
+      >>> params, state = lrn.init(jax.random.key(0), x.shape)
+      >>> y, _ = lrn.apply(params, state, x)  # x / sqrt(1 + window's sum of squares / 3)
+      >>> print(np.asarray(y).round(3))  # 1/sqrt(1 + 5/3), 2/sqrt(1 + 14/3), 3/sqrt(1 + 13/3)
+      [[0.612 0.84  1.299]]
+
     TensorFlow's `tf.nn.local_response_normalization` takes a depth radius (size =
     2·radius + 1) and does not divide alpha by the window size: its alpha is ours / size.
     """

@@ -44,6 +44,15 @@ def Add() -> Layer:
     Shapes: a tuple (or dict) of n >= 2 arrays of one shape -> that shape. params {},
     state {}.
     Raises: ValueError on fewer than 2 inputs or differing shapes.
+
+    Example:
+      >>> import jax, jax.numpy as jnp, jaxlayers as jl
+      >>> add = jl.Add()
+      >>> xs = (jnp.array([[1.0, 2.0]]), jnp.array([[10.0, 20.0]]), jnp.array([[100.0, 200]]))
+      >>> params, state = add.init(jax.random.key(0), tuple(x.shape for x in xs))
+      >>> y, _ = add.apply(params, state, xs)
+      >>> print(y)
+      [[111. 222.]]
     """
     return _elementwise("Add", operator.add)
 
@@ -55,6 +64,15 @@ def Multiply() -> Layer:
     Shapes: a tuple (or dict) of n >= 2 arrays of one shape -> that shape. params {},
     state {}.
     Raises: ValueError on fewer than 2 inputs or differing shapes.
+
+    Example:
+      >>> import jax, jax.numpy as jnp, jaxlayers as jl
+      >>> mul = jl.Multiply()
+      >>> xs = (jnp.array([[1.0, 2.0]]), jnp.array([[3.0, -4.0]]))
+      >>> params, state = mul.init(jax.random.key(0), (xs[0].shape, xs[1].shape))
+      >>> y, _ = mul.apply(params, state, xs)
+      >>> print(y)
+      [[ 3. -8.]]
     """
     return _elementwise("Multiply", operator.mul)
 
@@ -67,6 +85,15 @@ def Concatenate(axis: int = -1) -> Layer:
     axis must agree. params {}, state {}.
     Raises: ValueError on fewer than 2 inputs, differing ranks or other axes, or
       `axis` = 0 (the batch axis).
+
+    Example:
+      >>> import jax, jax.numpy as jnp, jaxlayers as jl
+      >>> cat = jl.Concatenate()
+      >>> xs = (jnp.ones((2, 3, 4)), jnp.zeros((2, 3, 5)))
+      >>> params, state = cat.init(jax.random.key(0), (xs[0].shape, xs[1].shape))
+      >>> y, _ = cat.apply(params, state, xs)
+      >>> y.shape, float(y.sum())  # 2 * 3 * 4 ones
+      ((2, 3, 9), 24.0)
     """
     if not isinstance(axis, int):
         raise ValueError(f"Concatenate: axis must be an int, got {axis!r}.")

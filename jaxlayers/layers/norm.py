@@ -51,6 +51,18 @@ def BatchNorm(*, momentum: float = 0.99, epsilon: float = 1e-3,
     Raises:
       ValueError: momentum outside [0, 1) or epsilon <= 0 (construction); input of rank
         < 2 or with the wrong channel count (trace time). TypeError: a non-float input.
+
+    Example:
+      >>> import jax, jax.numpy as jnp, numpy as np, jaxlayers as jl
+      >>> bn = jl.BatchNorm()
+      >>> x = jnp.array([[1.0, 10.0], [3.0, 50.0]])  # means 2, 30; variances 1, 400
+      >>> params, state = bn.init(jax.random.key(0), x.shape)
+      >>> y, state = bn.apply(params, state, x, training=True)
+      >>> print(np.asarray(y).round(3))  # (x - mean) / sqrt(var + 0.001)
+      [[-1. -1.]
+       [ 1.  1.]]
+      >>> print(np.asarray(state["mean"]).round(3))  # 0.99 * 0 + 0.01 * mean
+      [0.02 0.3 ]
     """
     check_rate("BatchNorm", "momentum", momentum)
     check_positive_float("BatchNorm", "epsilon", epsilon)
@@ -102,6 +114,16 @@ def LayerNorm(*, epsilon: float = 1e-3, param_dtype=jnp.float32) -> Layer:
     Raises:
       ValueError: epsilon <= 0 (construction); wrong last axis (trace time).
       TypeError: a non-float input.
+
+    Example:
+      >>> import jax, jax.numpy as jnp, numpy as np, jaxlayers as jl
+      >>> ln = jl.LayerNorm()
+      >>> x = jnp.array([[1.0, 2.0, 3.0, 4.0], [2.0, 2.0, 2.0, 2.0]])
+      >>> params, state = ln.init(jax.random.key(0), x.shape)
+      >>> y, _ = ln.apply(params, state, x)
+      >>> print(np.asarray(y).round(2))  # mean 2.5, var 1.25; a constant row gives 0
+      [[-1.34 -0.45  0.45  1.34]
+       [ 0.    0.    0.    0.  ]]
     """
     check_positive_float("LayerNorm", "epsilon", epsilon)
 

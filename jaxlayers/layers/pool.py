@@ -80,7 +80,7 @@ _POOL_DOC = """{Kind} pooling over {n}-D windows: y = {op} of x over each pool_s
         smaller than the window (construction); input of the wrong rank, a window larger
         than the padded input (trace time).
       TypeError: a non-float input.
-    {note}"""
+{example}    {note}"""
 
 _MAX_NOTE = """
     Padded positions count as -inf (never picked), as PyTorch's max_pool and Keras.
@@ -91,13 +91,81 @@ _AVG_NOTE = """
     window is full and the divisor is the window size.
     """
 
+_POOL_EXAMPLES = {
+    ('max', 1): """
+    Example:
+      >>> import jax, jax.numpy as jnp, jaxlayers as jl
+      >>> pool = jl.MaxPool1D(2, padding="same")
+      >>> x = jnp.array([1.0, 3, 2, 5, 4]).reshape(1, 5, 1)  # (N, L, C)
+      >>> params, state = pool.init(jax.random.key(0), x.shape)
+      >>> y, _ = pool.apply(params, state, x)
+      >>> print(y.ravel())  # windows [1, 3], [2, 5], [4, pad]: ceil(5 / 2) outputs
+      [3. 5. 4.]
+""",
+    ('max', 2): """
+    Example:
+      >>> import jax, jax.numpy as jnp, jaxlayers as jl
+      >>> pool = jl.MaxPool2D(2)
+      >>> x = jnp.array([[1.0, 3, 2, 4], [5, 6, 1, 2], [1, 2, 3, 4], [0, 1, 7, 8]])
+      >>> params, state = pool.init(jax.random.key(0), (1, 4, 4, 1))
+      >>> y, _ = pool.apply(params, state, x.reshape(1, 4, 4, 1))
+      >>> print(y[0, :, :, 0])  # seed 003 Q13: 2x2 windows, stride 2
+      [[6. 4.]
+       [2. 8.]]
+""",
+    ('max', 3): """
+    Example:
+      >>> import jax, jax.numpy as jnp, jaxlayers as jl
+      >>> pool = jl.MaxPool3D((2, 2, 3))
+      >>> params, state = pool.init(jax.random.key(0), (2, 4, 5, 6, 3))
+      >>> y, _ = pool.apply(params, state, jnp.arange(720.0).reshape(2, 4, 5, 6, 3))
+      >>> y.shape  # floor(in / pool_size) per axis
+      (2, 2, 2, 2, 3)
+      >>> float(y[0, 0, 0, 0, 0])  # the window's last x[0, 1, 1, 2, 0] = 1·90 + 1·18 + 2·3
+      114.0
+""",
+    ('avg', 1): """
+    Example:
+      >>> import jax, jax.numpy as jnp, jaxlayers as jl
+      >>> pool = jl.AvgPool1D(3, strides=1)
+      >>> x = jnp.array([1.0, 2, 3, 4, 8]).reshape(1, 5, 1)  # (N, L, C)
+      >>> params, state = pool.init(jax.random.key(0), x.shape)
+      >>> y, _ = pool.apply(params, state, x)
+      >>> print(y.ravel())  # overlapping windows of 3
+      [2. 3. 5.]
+""",
+    ('avg', 2): """
+    Example:
+      >>> import jax, jax.numpy as jnp, jaxlayers as jl
+      >>> pool = jl.AvgPool2D(2)
+      >>> x = jnp.array([[1.0, 3, 2, 4], [5, 6, 1, 2], [1, 2, 3, 4], [0, 1, 7, 8]])
+      >>> params, state = pool.init(jax.random.key(0), (1, 4, 4, 1))
+      >>> y, _ = pool.apply(params, state, x.reshape(1, 4, 4, 1))
+      >>> print(y[0, :, :, 0])  # seed 003 Q13: 15/4, 9/4, 4/4, 22/4
+      [[3.75 2.25]
+       [1.   5.5 ]]
+""",
+    ('avg', 3): """
+    Example:
+      >>> import jax, jax.numpy as jnp, jaxlayers as jl
+      >>> pool = jl.AvgPool3D(2, padding="same")
+      >>> params, state = pool.init(jax.random.key(0), (1, 3, 5, 4, 2))
+      >>> y, _ = pool.apply(params, state, jnp.ones((1, 3, 5, 4, 2)))
+      >>> y.shape  # "same": ceil(in / 2) per axis
+      (1, 2, 3, 2, 2)
+      >>> float(y.min()), float(y.max())  # padded positions are not counted in the mean
+      (1.0, 1.0)
+""",
+}
+
 
 def _pool_doc(kind: str, n: int) -> str:
     avg = kind == "avg"
     return _POOL_DOC.format(
         Kind="Average" if avg else "Max", n=n, op="mean" if avg else "max",
         avg_math=",\n      the mean over the window's unpadded elements only." if avg else "",
-        layout=LAYOUTS[n], out=_OUT[n], note=_AVG_NOTE if avg else _MAX_NOTE)
+        layout=LAYOUTS[n], out=_OUT[n], note=_AVG_NOTE if avg else _MAX_NOTE,
+        example=_POOL_EXAMPLES[kind, n])
 
 
 def _specialise_pool(kind, n, name):
@@ -160,19 +228,82 @@ _GLOBAL_DOC = """Global {kind} pooling: the {op} over every spatial position, pe
 
     Raises:
       ValueError: input of the wrong rank. TypeError: a non-float input{raises_masked}.
-    """
+{example}    """
 
 _MASKED_DOC = """A `jl.Masked` (values (N, T, C), mask (N, T)) is pooled over its valid steps
     only (the mask is consumed; a row with no valid step gives 0), as Keras's masked
     GlobalAveragePooling1D.
 """
 
+_GLOBAL_EXAMPLES = {
+    ('max', 1): """
+    Example:
+      >>> import jax, jax.numpy as jnp, jaxlayers as jl
+      >>> pool = jl.GlobalMaxPool1D()
+      >>> x = jl.Masked(jnp.array([1.0, 3, 2, 9]).reshape(1, 4, 1),  # values (N, T, C)
+      ...               jnp.array([[True, True, True, False]]))  # mask (N, T)
+      >>> params, state = pool.init(jax.random.key(0), jnp.ones((1, 4, 1)))
+      >>> y, _ = pool.apply(params, state, x)  # the padded 9 is left out
+      >>> print(y)
+      [[3.]]
+""",
+    ('max', 2): """
+    Example:
+      >>> import jax, jax.numpy as jnp, jaxlayers as jl
+      >>> pool = jl.GlobalMaxPool2D()
+      >>> x = jnp.arange(1.0, 10.0).reshape(1, 3, 3, 1)
+      >>> params, state = pool.init(jax.random.key(0), x.shape)
+      >>> y, _ = pool.apply(params, state, x)
+      >>> print(y)
+      [[9.]]
+""",
+    ('max', 3): """
+    Example:
+      >>> import jax, jax.numpy as jnp, jaxlayers as jl
+      >>> pool = jl.GlobalMaxPool3D(keepdims=True)
+      >>> params, state = pool.init(jax.random.key(0), (2, 2, 3, 4, 5))
+      >>> y, _ = pool.apply(params, state, jnp.ones((2, 2, 3, 4, 5)))
+      >>> y.shape
+      (2, 1, 1, 1, 5)
+""",
+    ('avg', 1): """
+    Example:
+      >>> import jax, jax.numpy as jnp, jaxlayers as jl
+      >>> pool = jl.GlobalAvgPool1D()
+      >>> x = jl.Masked(jnp.array([1.0, 2, 3, 9]).reshape(1, 4, 1),  # values (N, T, C)
+      ...               jnp.array([[True, True, True, False]]))  # mask (N, T)
+      >>> params, state = pool.init(jax.random.key(0), jnp.ones((1, 4, 1)))
+      >>> y, _ = pool.apply(params, state, x)  # the mean of the 3 valid steps
+      >>> print(y)
+      [[2.]]
+""",
+    ('avg', 2): """
+    Example:
+      >>> import jax, jax.numpy as jnp, jaxlayers as jl
+      >>> pool = jl.GlobalAvgPool2D()
+      >>> x = jnp.arange(1.0, 10.0).reshape(1, 3, 3, 1)
+      >>> params, state = pool.init(jax.random.key(0), x.shape)
+      >>> y, _ = pool.apply(params, state, x)
+      >>> print(y)  # seed 003 Q13: 45 / 9
+      [[5.]]
+""",
+    ('avg', 3): """
+    Example:
+      >>> import jax, jax.numpy as jnp, jaxlayers as jl
+      >>> pool = jl.GlobalAvgPool3D()
+      >>> params, state = pool.init(jax.random.key(0), (2, 2, 3, 4, 5))
+      >>> y, _ = pool.apply(params, state, jnp.ones((2, 2, 3, 4, 5)))
+      >>> y.shape
+      (2, 5)
+""",
+}
+
 
 def _specialise_global(kind, n, name):
     doc = _GLOBAL_DOC.format(
         kind="max" if kind == "max" else "average", op="max" if kind == "max" else "mean",
         layout=LAYOUTS[n], ones="1, " * n, masked=_MASKED_DOC if n == 1 else "",
-        raises_masked="" if n == 1 else ", or a jl.Masked")
+        raises_masked="" if n == 1 else ", or a jl.Masked", example=_GLOBAL_EXAMPLES[kind, n])
     return specialise(functools.partial(_global_pool_nd, kind), n, name, doc)
 
 
@@ -210,6 +341,16 @@ def AdaptiveAvgPool2D(output_size) -> Layer:
     Raises:
       ValueError: a non-positive output_size (construction); input of the wrong rank
         (trace time). TypeError: a non-float input.
+
+    Example:
+      >>> import jax, jax.numpy as jnp, jaxlayers as jl
+      >>> pool = jl.AdaptiveAvgPool2D(2)
+      >>> x = jnp.arange(20.0).reshape(1, 5, 4, 1)  # x[0, i, j, 0] = 4i + j
+      >>> params, state = pool.init(jax.random.key(0), x.shape)
+      >>> y, _ = pool.apply(params, state, x)  # rows [0, 3), [2, 5); columns [0, 2), [2, 4)
+      >>> print(y[0, :, :, 0])
+      [[ 4.5  6.5]
+       [12.5 14.5]]
 
     Keras has no adaptive pooling; PyTorch's `AdaptiveAvgPool2d(None)` (keep a size) is not
     supported.

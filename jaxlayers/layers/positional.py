@@ -51,6 +51,16 @@ def SinusoidalPositionalEncoding(max_len: int, *, base: float = 10000.0) -> Laye
     Raises:
       ValueError: max_len not a positive int (construction); an input not of rank 3 or
         longer than max_len (trace time). TypeError: a non-float input.
+
+    Example:
+      >>> import jax, jax.numpy as jnp, numpy as np, jaxlayers as jl
+      >>> pe = jl.SinusoidalPositionalEncoding(16)
+      >>> params, state = pe.init(jax.random.key(0), (1, 3, 4))
+      >>> y, _ = pe.apply(params, state, jnp.zeros((1, 3, 4)))  # y = x + PE
+      >>> print(np.asarray(y[0]).round(3))  # d = 4: sin(t), cos(t), sin(t/100), cos(t/100)
+      [[ 0.     1.     0.     1.   ]
+       [ 0.841  0.54   0.01   1.   ]
+       [ 0.909 -0.416  0.02   1.   ]]
     """
     name = "SinusoidalPositionalEncoding"
     check_positive_int(name, "max_len", max_len)
@@ -81,6 +91,16 @@ def PositionEmbedding(max_len: int, *, embeddings_init=uniform(),
       ValueError: max_len not a positive int (construction); an input not of rank 3,
         longer than max_len, or with another feature size than the table (trace time).
       TypeError: a non-float input.
+
+    Example:
+      >>> import jax, jax.numpy as jnp, jaxlayers as jl
+      >>> pos = jl.PositionEmbedding(16)
+      >>> params, state = pos.init(jax.random.key(0), (2, 5, 4))
+      >>> jax.tree.map(jnp.shape, params)
+      {'embeddings': (16, 4)}
+      >>> y, _ = pos.apply(params, state, jnp.zeros((2, 5, 4)))  # y = x + embeddings[:5]
+      >>> bool((y[1] == params["embeddings"][:5]).all())
+      True
     """
     name = "PositionEmbedding"
     check_positive_int(name, "max_len", max_len)

@@ -13,6 +13,7 @@ from jaxlayers._checks import (check_float, check_last_axis, check_one_of,
 from jaxlayers.core import Layer, Masked, child_key, layer_factory
 from jaxlayers.layers.dropout import drop, dropout_mask
 from jaxlayers.initializers import glorot_uniform, orthogonal, zeros
+from jaxlayers.layers import _cudnn
 from jaxlayers.layers._recurrence import DERIVATIVES, run_cell
 from jaxlayers.layers.cells import (IMPLEMENTATIONS, Cell, GRUCell, LSTMCell, SimpleRNNCell,
                                     _gru_kind, _initial_carry, _Kind, _lstm_kind,
@@ -145,7 +146,10 @@ def reset_state(state):
 
 
 def _layer(kind: _Kind, *, return_sequences, return_state, go_backwards, unroll, dropout,
-           recurrent_dropout, implementation, derivative, dtype, stateful=False) -> Layer:
+           recurrent_dropout, implementation, derivative, dtype, stateful=False,
+           cudnn=None) -> Layer:
+    """cudnn (LSTM only): {"activation", "recurrent_activation", "force"}, the static
+    configuration `_cudnn.uses_cudnn` reads; None: always the scan."""
     name = kind.name
     dropout = check_rate(name, "dropout", dropout)
     recurrent_dropout = check_rate(name, "recurrent_dropout", recurrent_dropout)
@@ -167,8 +171,29 @@ def _layer(kind: _Kind, *, return_sequences, return_state, go_backwards, unroll,
         carry = {"h": zeros, "c": zeros} if kind.has_c else {"h": zeros}
         return kind.init(key, shape[-1]), {"carry": carry}
 
+    def on_cudnn(padding, compute) -> bool:
+        """The GPU dispatch (`_cudnn.uses_cudnn`), decided at trace time."""
+        if cudnn is None:
+            return False
+        config = dict(activation=cudnn["activation"],
+                      recurrent_activation=cudnn["recurrent_activation"],
+                      go_backwards=go_backwards, recurrent_dropout=recurrent_dropout,
+                      padding=padding, dtype=compute)
+        if cudnn["force"]:
+            backend, misfits = _cudnn.backend(), _cudnn.cudnn_misfits(**config)
+            if backend != "cuda" or misfits:
+                why = "; ".join(misfits + ([] if backend == "cuda" else [
+                    f"the backend is {backend!r}, and jax.experimental.rnn.lstm runs on "
+                    f"CUDA GPUs only"]))
+                raise ValueError(f"{name}: implementation='cudnn' cannot run here: {why}. "
+                                 f"Leave implementation=None for the scan.")
+        return _cudnn.uses_cudnn(_cudnn.backend(), implementation="cudnn" if cudnn["force"]
+                                 else implementation, derivative=derivative, **config)
+
     def apply(params, state, x, *, key=None, training=False, initial_state=None, mask=None,
               lengths=None):
+        padding = ("mask" if isinstance(x, Masked) or mask is not None else
+                   "lengths" if lengths is not None else "none")
         x, mask, was_masked = sequence_mask(name, x, mask, lengths)
         check_last_axis(name, x, params["kernel"].shape[0])
         compute = compute_dtype(x, dtype)
@@ -181,11 +206,15 @@ def _layer(kind: _Kind, *, return_sequences, return_state, go_backwards, unroll,
         if training and (dropout > 0 or recurrent_dropout > 0):
             x, rmask = _dropout_masks(name, key, x, kind.units, dropout, recurrent_dropout,
                                       compute)
-        form = implementation or _default_implementation()
-        p = kind.prepare(params, form, compute)
-        ys, carry = run_cell(kind, p, x, mask, carry, form,
-                             derivative or _default_derivative(), rmask, go_backwards, unroll,
-                             return_sequences)
+        if on_cudnn(padding, compute):
+            ys, carry = _cudnn.run_lstm(params, x, carry, None if lengths is None else
+                                        jnp.asarray(lengths), kind.units)
+        else:
+            form = implementation or _default_implementation()
+            p = kind.prepare(params, form, compute)
+            ys, carry = run_cell(kind, p, x, mask, carry, form,
+                                 derivative or _default_derivative(), rmask, go_backwards,
+                                 unroll, return_sequences)
         if stateful:
             state = _new_state(kind, state, carry)
         h = carry[0] if kind.has_c else carry
@@ -273,6 +302,17 @@ def SimpleRNN(units: int, *, activation="tanh", use_bias: bool = True,
     Shapes: x (N, T, D) -> (N, units), or (N, T, units) with return_sequences.
     params {"kernel": (D, units), "recurrent_kernel": (units, units), "bias": (units,)}:
     units * (D + units + 1) numbers (seed 003: 256 * (100 + 256 + 1) = 91,392). state {} (stateful: the carry).
+
+    Example:
+      >>> import jax, jax.numpy as jnp, numpy as np, jaxlayers as jl
+      >>> rnn = jl.SimpleRNN(1, return_sequences=True)
+      >>> x = jnp.array([[[2.0], [3.0], [1.0]]])  # seed 003 Q17: W_xh 0.5, W_hh 0.8, b 0
+      >>> params, state = rnn.init(jax.random.key(0), x.shape)
+      >>> params = {"kernel": jnp.full((1, 1), 0.5), "recurrent_kernel": jnp.full((1, 1), 0.8),
+      ...           "bias": jnp.zeros(1)}
+      >>> h, _ = rnn.apply(params, state, x)
+      >>> print(np.asarray(h).ravel().round(3))  # the seed prints 0.855 last: a slip
+      [0.762 0.971 0.856]
     """
     kind = _simple_rnn_kind("SimpleRNN", units, activation=activation, use_bias=use_bias,
                             kernel_init=kernel_init, recurrent_init=recurrent_init,
@@ -305,16 +345,49 @@ def LSTM(units: int, *, activation="tanh", recurrent_activation="sigmoid",
     4U(D + U + 1) numbers, 4U(D + U) without bias. state {} (stateful: the carry).
     unit_forget_bias=True starts the forget-gate slice bias[U:2U] at 1 (Keras; Jozefowicz
     et al. 2015); it is stored in params, nothing is added in apply.
+
+    cuDNN (GPU), opt-in: implementation="cudnn" runs `jax.experimental.rnn.lstm` (cuDNN's
+    fused LSTM: params packed into its flat weight vector, W_ih = kernel^T, b_ih = bias,
+    b_hh = 0; jaxlayers/layers/_cudnn.py). It needs a CUDA GPU and cuDNN's configuration:
+    activation "tanh", recurrent_activation "sigmoid", no go_backwards, no
+    recurrent_dropout, float32 compute, and no padding or `lengths=` (a mask= or jl.Masked
+    input may have holes, which cuDNN cannot take); anything else is a ValueError at trace
+    time naming the reason. It computes the same function as the scan (tested against
+    cuDNN's reference `jax.experimental.rnn.lstm_ref` on the CPU; not yet run on a GPU).
+    It is not the default on a GPU because cuDNN's kernel in JAX 0.10 is reverse mode only
+    (no jax.jvp, no second derivatives) and has no batching rule (no jax.vmap over the
+    layer), which every other path supports.
+
+    Example:
+      >>> import jax, jax.numpy as jnp, jaxlayers as jl
+      >>> lstm = jl.LSTM(8, return_sequences=True, return_state=True)
+      >>> params, state = lstm.init(jax.random.key(0), (2, 5, 3))
+      >>> jax.tree.map(jnp.shape, params)  # the gates i, f, c, o side by side
+      {'bias': (32,), 'kernel': (3, 32), 'recurrent_kernel': (8, 32)}
+      >>> (y, h, c), _ = lstm.apply(params, state, jnp.ones((2, 5, 3)))
+      >>> y.shape, h.shape, c.shape
+      ((2, 5, 8), (2, 8), (2, 8))
+      >>> jl.summary(jl.LSTM(256), (1, 7, 100), print_fn=None).total_params  # 4H(H + D + 1)
+      365568
     """
     kind = _lstm_kind("LSTM", units, activation=activation,
                       recurrent_activation=recurrent_activation, use_bias=use_bias,
                       unit_forget_bias=unit_forget_bias, kernel_init=kernel_init,
                       recurrent_init=recurrent_init, bias_init=bias_init,
                       param_dtype=param_dtype)
+    if implementation is not None:  # the scan's formulations, or cuDNN's kernel
+        check_one_of("LSTM", "implementation", implementation, IMPLEMENTATIONS + ("cudnn",))
+    force = implementation == "cudnn"
+    if force and derivative is not None:
+        raise ValueError(f"LSTM: implementation='cudnn' differentiates with cuDNN's own "
+                         f"backward pass; derivative must be None, got {derivative!r}.")
+    cudnn = dict(activation=activation, recurrent_activation=recurrent_activation,
+                 force=force)
     return _layer(kind, return_sequences=return_sequences, return_state=return_state,
                   go_backwards=go_backwards, unroll=unroll, dropout=dropout,
-                  recurrent_dropout=recurrent_dropout, implementation=implementation,
-                  derivative=derivative, dtype=dtype, stateful=stateful)
+                  recurrent_dropout=recurrent_dropout,
+                  implementation=None if force else implementation,
+                  derivative=derivative, dtype=dtype, stateful=stateful, cudnn=cudnn)
 
 
 @layer_factory
@@ -345,6 +418,16 @@ def GRU(units: int, *, activation="tanh", recurrent_activation="sigmoid",
     3U(D + U + 1) numbers (3U(D + U) without bias); with reset_after=True "bias" is
     (2, 3U): row 0 the input bias b, row 1 the recurrent bias b' (as Keras).
     state {} (stateful: the carry).
+
+    Example:
+      >>> import jax, jax.numpy as jnp, jaxlayers as jl
+      >>> gru = jl.GRU(6)
+      >>> params, state = gru.init(jax.random.key(0), (2, 5, 3))
+      >>> h, _ = gru.apply(params, state, jnp.ones((2, 5, 3)))
+      >>> h.shape
+      (2, 6)
+      >>> jl.summary(jl.GRU(256), (1, 7, 100), print_fn=None).total_params  # 3H(H + D + 1)
+      274176
     """
     kind = _gru_kind("GRU", units, activation=activation,
                      recurrent_activation=recurrent_activation, use_bias=use_bias,

@@ -48,14 +48,50 @@ _UPSAMPLING_DOC = """Upsample each spatial axis by an integer factor: y has size
     Raises:
       ValueError: a non-positive size or an unknown interpolation (construction); input of
         the wrong rank (trace time). TypeError: a non-float input.
-    """
+{example}    """
+
+_UPSAMPLING_EXAMPLES = {
+    1: """
+    Example:
+      >>> import jax, jax.numpy as jnp, jaxlayers as jl
+      >>> up = jl.UpSampling1D(2)
+      >>> params, state = up.init(jax.random.key(0), (1, 3, 1))
+      >>> y, _ = up.apply(params, state, jnp.array([1.0, 2, 3]).reshape(1, 3, 1))
+      >>> print(y.ravel())
+      [1. 1. 2. 2. 3. 3.]
+""",
+    2: """
+    Example:
+      >>> import jax, jax.numpy as jnp, jaxlayers as jl
+      >>> up = jl.UpSampling2D((2, 3))
+      >>> params, state = up.init(jax.random.key(0), (1, 2, 2, 1))
+      >>> y, _ = up.apply(params, state, jnp.array([[1.0, 2], [3, 4]]).reshape(1, 2, 2, 1))
+      >>> print(y[0, :, :, 0])
+      [[1. 1. 1. 2. 2. 2.]
+       [1. 1. 1. 2. 2. 2.]
+       [3. 3. 3. 4. 4. 4.]
+       [3. 3. 3. 4. 4. 4.]]
+""",
+    3: """
+    Example:
+      >>> import jax, jax.numpy as jnp, jaxlayers as jl
+      >>> up = jl.UpSampling3D(2, interpolation="trilinear")
+      >>> params, state = up.init(jax.random.key(0), (1, 2, 3, 1, 2))
+      >>> y, _ = up.apply(params, state, jnp.ones((1, 2, 3, 1, 2)))
+      >>> y.shape
+      (1, 4, 6, 2, 2)
+""",
+}
 
 UpSampling1D = specialise(_upsampling_nd, 1, "UpSampling1D", _UPSAMPLING_DOC.format(
-    n=1, linear=_LINEAR[1], layout=LAYOUTS[1], out=_OUT[1]))
+    n=1, linear=_LINEAR[1], layout=LAYOUTS[1], out=_OUT[1],
+    example=_UPSAMPLING_EXAMPLES[1]))
 UpSampling2D = specialise(_upsampling_nd, 2, "UpSampling2D", _UPSAMPLING_DOC.format(
-    n=2, linear=_LINEAR[2], layout=LAYOUTS[2], out=_OUT[2]))
+    n=2, linear=_LINEAR[2], layout=LAYOUTS[2], out=_OUT[2],
+    example=_UPSAMPLING_EXAMPLES[2]))
 UpSampling3D = specialise(_upsampling_nd, 3, "UpSampling3D", _UPSAMPLING_DOC.format(
-    n=3, linear=_LINEAR[3], layout=LAYOUTS[3], out=_OUT[3]))
+    n=3, linear=_LINEAR[3], layout=LAYOUTS[3], out=_OUT[3],
+    example=_UPSAMPLING_EXAMPLES[3]))
 
 _METHODS = ("bicubic", "bilinear", "lanczos3", "lanczos5", "nearest")
 
@@ -80,6 +116,14 @@ def Resize(height: int, width: int, *, method: str = "bilinear",
     Raises:
       ValueError: a non-positive size or an unknown method (construction); input of the
         wrong rank (trace time). TypeError: a non-float input.
+
+    Example:
+      >>> import jax, jax.numpy as jnp, jaxlayers as jl
+      >>> resize = jl.Resize(3, 5)
+      >>> params, state = resize.init(jax.random.key(0), (2, 6, 4, 3))
+      >>> y, _ = resize.apply(params, state, jnp.ones((2, 6, 4, 3)))
+      >>> y.shape, float(y.min()), float(y.max())  # interpolation keeps a constant image
+      ((2, 3, 5, 3), 1.0, 1.0)
 
     Where the libraries differ: "nearest" takes the pixel nearest to the half-pixel
     position, floor((i + 0.5)·in/out), as TF2/Keras and PyTorch's "nearest-exact"
@@ -139,7 +183,64 @@ _BORDER_DOC = """{summary}
     Raises:
       ValueError: a negative or malformed {arg} (construction); input of the wrong rank{crop_err}
         (trace time). TypeError: a non-float input.
-    """
+{example}    """
+
+_BORDER_EXAMPLES = {
+    ('pad', 1): """
+    Example:
+      >>> import jax, jax.numpy as jnp, jaxlayers as jl
+      >>> pad = jl.ZeroPadding1D((1, 2))
+      >>> params, state = pad.init(jax.random.key(0), (1, 3, 1))
+      >>> y, _ = pad.apply(params, state, jnp.array([1.0, 2, 3]).reshape(1, 3, 1))
+      >>> print(y.ravel())
+      [0. 1. 2. 3. 0. 0.]
+""",
+    ('pad', 2): """
+    Example:
+      >>> import jax, jax.numpy as jnp, jaxlayers as jl
+      >>> pad = jl.ZeroPadding2D(((1, 0), (2, 1)))
+      >>> params, state = pad.init(jax.random.key(0), (2, 4, 5, 3))
+      >>> y, _ = pad.apply(params, state, jnp.ones((2, 4, 5, 3)))
+      >>> y.shape, float(y.sum())  # 4 + 1 + 0 rows, 5 + 2 + 1 columns; the ones kept
+      ((2, 5, 8, 3), 120.0)
+""",
+    ('pad', 3): """
+    Example:
+      >>> import jax, jax.numpy as jnp, jaxlayers as jl
+      >>> pad = jl.ZeroPadding3D(1)
+      >>> params, state = pad.init(jax.random.key(0), (1, 2, 3, 4, 2))
+      >>> y, _ = pad.apply(params, state, jnp.ones((1, 2, 3, 4, 2)))
+      >>> y.shape
+      (1, 4, 5, 6, 2)
+""",
+    ('crop', 1): """
+    Example:
+      >>> import jax, jax.numpy as jnp, jaxlayers as jl
+      >>> crop = jl.Cropping1D((1, 2))
+      >>> params, state = crop.init(jax.random.key(0), (1, 6, 1))
+      >>> y, _ = crop.apply(params, state, jnp.arange(6.0).reshape(1, 6, 1))
+      >>> print(y.ravel())
+      [1. 2. 3.]
+""",
+    ('crop', 2): """
+    Example:
+      >>> import jax, jax.numpy as jnp, jaxlayers as jl
+      >>> crop = jl.Cropping2D(((1, 2), (0, 1)))
+      >>> params, state = crop.init(jax.random.key(0), (2, 6, 5, 3))
+      >>> y, _ = crop.apply(params, state, jnp.ones((2, 6, 5, 3)))
+      >>> y.shape  # 6 - 1 - 2 rows, 5 - 0 - 1 columns
+      (2, 3, 4, 3)
+""",
+    ('crop', 3): """
+    Example:
+      >>> import jax, jax.numpy as jnp, jaxlayers as jl
+      >>> crop = jl.Cropping3D(1)
+      >>> params, state = crop.init(jax.random.key(0), (1, 4, 5, 6, 2))
+      >>> y, _ = crop.apply(params, state, jnp.ones((1, 4, 5, 6, 2)))
+      >>> y.shape
+      (1, 2, 3, 4, 2)
+""",
+}
 
 
 def _border_doc(kind: str, n: int) -> str:
@@ -153,7 +254,8 @@ def _border_doc(kind: str, n: int) -> str:
         arg="padding" if pad else "cropping", n=n,
         pair_1d="; for 1-D also a bare (low, high) pair" if n == 1 else "",
         default=" (default 1)" if pad else "",
-        crop_err="" if pad else ", cropping that leaves no position")
+        crop_err="" if pad else ", cropping that leaves no position",
+        example=_BORDER_EXAMPLES[kind, n])
 
 
 ZeroPadding1D = specialise(_zero_padding_nd, 1, "ZeroPadding1D", _border_doc("pad", 1))

@@ -16,6 +16,14 @@ def Flatten() -> Layer:
 
     Raises:
       ValueError: input of rank < 2 (no axis to flatten besides the batch).
+
+    Example:
+      >>> import jax, jax.numpy as jnp, jaxlayers as jl
+      >>> flat = jl.Flatten()
+      >>> params, state = flat.init(jax.random.key(0), (2, 7, 7, 512))
+      >>> y, _ = flat.apply(params, state, jnp.ones((2, 7, 7, 512)))
+      >>> y.shape  # seed 004: 7 x 7 x 512 = 25,088
+      (2, 25088)
     """
     def apply(params, state, x, *, key=None, training=False):
         del params, key, training
@@ -35,6 +43,14 @@ def Reshape(target_shape) -> Layer:
     Raises:
       ValueError: a bad `target_shape` (construction); a size that does not divide
         (trace time).
+
+    Example:
+      >>> import jax, jax.numpy as jnp, jaxlayers as jl
+      >>> reshape = jl.Reshape((3, 4))
+      >>> params, state = reshape.init(jax.random.key(0), (2, 12))
+      >>> y, _ = reshape.apply(params, state, jnp.arange(24.0).reshape(2, 12))
+      >>> y.shape, float(y[1, 2, 3])
+      ((2, 3, 4), 23.0)
     """
     target = tuple(target_shape) if isinstance(target_shape, (tuple, list)) else None
     if (target is None or not all(isinstance(d, int) and (d > 0 or d == -1) for d in target)

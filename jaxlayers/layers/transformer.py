@@ -59,6 +59,14 @@ def FeedForward(hidden: int, *, activation="relu", dropout: float = 0.0,
     Raises:
       ValueError: bad hidden/output_dim/dropout or an unknown activation (construction);
         Dense's shape errors (trace time).
+
+    Example:
+      >>> import jax, jax.numpy as jnp, jaxlayers as jl
+      >>> ffn = jl.FeedForward(16, activation="gelu")
+      >>> params, state = ffn.init(jax.random.key(0), (2, 5, 8))
+      >>> y, _ = ffn.apply(params, state, jnp.ones((2, 5, 8)))
+      >>> y.shape
+      (2, 5, 8)
     """
     name = "FeedForward"
     check_positive_int(name, "hidden", hidden)
@@ -143,6 +151,14 @@ def TransformerEncoderBlock(num_heads: int, ffn_dim: int, *, dropout: float = 0.
     Raises:
       ValueError: bad sizes, rate, epsilon or activation (construction); d_model not
         divisible by num_heads, and the attention's shape errors (trace time).
+
+    Example:
+      >>> import jax, jax.numpy as jnp, jaxlayers as jl
+      >>> block = jl.TransformerEncoderBlock(2, 16, norm_first=True)
+      >>> params, state = block.init(jax.random.key(0), (2, 5, 8))
+      >>> y, _ = block.apply(params, state, jnp.ones((2, 5, 8)))
+      >>> y.shape
+      (2, 5, 8)
     """
     name = "TransformerEncoderBlock"
     _check_block_args(name, num_heads, ffn_dim, dropout, activation, epsilon)
@@ -186,6 +202,15 @@ def TransformerDecoderBlock(num_heads: int, ffn_dim: int, *, dropout: float = 0.
     Raises:
       ValueError: as the encoder block; a memory whose feature size differs from
         d_model (the cross-attention's kernel), an input that is not (target, memory).
+
+    Example:
+      >>> import jax, jax.numpy as jnp, jaxlayers as jl
+      >>> block = jl.TransformerDecoderBlock(2, 16)
+      >>> target, memory = jnp.ones((2, 4, 8)), jnp.ones((2, 6, 8))
+      >>> params, state = block.init(jax.random.key(0), (target.shape, memory.shape))
+      >>> y, _ = block.apply(params, state, (target, memory))
+      >>> y.shape
+      (2, 4, 8)
     """
     name = "TransformerDecoderBlock"
     _check_block_args(name, num_heads, ffn_dim, dropout, activation, epsilon)
@@ -306,6 +331,16 @@ def TransformerEncoder(num_layers: int, num_heads: int, ffn_dim: int, *,
     nn.TransformerEncoder(norm=LayerNorm)).
 
     Shapes: x (N, T, d_model) (or a jl.Masked) -> the same.
+
+    Example:
+      >>> import jax, jax.numpy as jnp, jaxlayers as jl
+      >>> encoder = jl.TransformerEncoder(2, 2, 16, norm_first=True)
+      >>> params, state = encoder.init(jax.random.key(0), (2, 5, 8))
+      >>> list(params)  # pre-LN stacks end with a final LayerNorm
+      ['blocks', 'norm']
+      >>> y, _ = encoder.apply(params, state, jnp.ones((2, 5, 8)))
+      >>> y.shape
+      (2, 5, 8)
     """
     block = TransformerEncoderBlock(num_heads, ffn_dim, dropout=dropout,
                                     activation=activation, norm_first=norm_first,
@@ -326,6 +361,15 @@ def TransformerDecoder(num_layers: int, num_heads: int, ffn_dim: int, *,
 
     As `TransformerEncoder`; every block reads the same memory. Input (target, memory)
     -> y (N, T, d_model).
+
+    Example:
+      >>> import jax, jax.numpy as jnp, jaxlayers as jl
+      >>> decoder = jl.TransformerDecoder(2, 2, 16)
+      >>> target, memory = jnp.ones((2, 4, 8)), jnp.ones((2, 6, 8))
+      >>> params, state = decoder.init(jax.random.key(0), (target.shape, memory.shape))
+      >>> y, _ = decoder.apply(params, state, (target, memory))
+      >>> y.shape
+      (2, 4, 8)
     """
     block = TransformerDecoderBlock(num_heads, ffn_dim, dropout=dropout,
                                     activation=activation, norm_first=norm_first,

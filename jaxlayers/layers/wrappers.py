@@ -63,6 +63,16 @@ def Bidirectional(layer: Layer, merge_mode: str | None = "concat") -> Layer:
       ValueError: unknown merge_mode (construction); the wrapped layer's shape errors;
         initial_state not an even count.
       TypeError: a layer that is not a jl.Layer (construction).
+
+    Example:
+      >>> import jax, jax.numpy as jnp, jaxlayers as jl
+      >>> bi = jl.Bidirectional(jl.SimpleRNN(4, return_sequences=True))
+      >>> params, state = bi.init(jax.random.key(0), (2, 5, 3))
+      >>> list(params)
+      ['forward', 'backward']
+      >>> y, _ = bi.apply(params, state, jnp.ones((2, 5, 3)))
+      >>> y.shape  # forward and backward features concatenated
+      (2, 5, 8)
     """
     layer = as_layer("Bidirectional", layer)
     if merge_mode not in MERGE_MODES:
