@@ -256,7 +256,7 @@ def _lstm_kind(name, units, *, activation="tanh", recurrent_activation="sigmoid"
 
     # unrolling the tangent scan 8 steps made the LSTM train step 10-16% faster on XLA:CPU
     # (the GRU's 3-12% slower, so it stays at 1); with T <= 32 steps unrolling it
-    # completely was ~14% faster again (T = 64: no gain, twice the compile time; the
+    # completely was 12-19% faster again (T = 64: no gain, twice the compile time; the
     # GRU's: none at T = 16). Unrolling the primal scan too added a few % more but made
     # second-order programs compile 3-4x longer. benchmarks/README.md, "Issue 13"
     return _Kind(name, units, True, init, _prepare_plain, _project, step, tangent,
