@@ -376,3 +376,106 @@ GRU = Workload(name="gru", title="GRU (reset_after) " + _TITLE,
                contenders=tuple(_contenders("gru", GRU_VARIANTS, GRU_BASELINE)),
                baseline="jax", reference="pytorch")
 WORKLOAD = LSTM  # run.py names each one: "benchmarks.rnn:LSTM", "benchmarks.rnn:GRU"
+
+
+# ------------------------------------------------------- levers (issue 13), any T
+
+def lever_step(cell, steps, *, implementation=None, unroll=None, tangent_unroll=None,
+               tangent_full_unroll=None):
+    """A jaxlayers train step (the workload's model, T = steps) with the cell's private
+    unroll choices overridden: tangent_unroll (the tangent scan's unroll when unroll is
+    None) and tangent_full_unroll (unroll=None and T <= this: the tangent scan unrolled
+    completely); unroll=True unrolls both scans completely. Returns step() as the
+    workloads' setup() does."""
+    import jax
+    import jax.numpy as jnp
+    import optax
+
+    import jaxlayers as jl
+    from jaxlayers.layers.cells import _gru_kind, _lstm_kind
+    from jaxlayers.layers.recurrent import _layer
+
+    kind = (_lstm_kind("LSTM", HIDDEN) if cell == "lstm"
+            else _gru_kind("GRU", HIDDEN, reset_after=True))
+    if tangent_unroll is not None:
+        kind = kind._replace(tangent_unroll=tangent_unroll)
+    if tangent_full_unroll is not None:
+        kind = kind._replace(tangent_full_unroll=tangent_full_unroll)
+    rnn = _layer(kind, return_sequences=False, return_state=False, go_backwards=False,
+                 unroll=unroll, dropout=0.0, recurrent_dropout=0.0,
+                 implementation=implementation, derivative=None, dtype=None)
+    model = jl.serial(rnn, jl.Dense(CLASSES))
+    optimizer = optax.adam(LEARNING_RATE)
+    step, _ = _library_step(model, optimizer)
+    params, state = model.init(jax.random.key(0), (BATCH, steps, FEATURES))
+    rng = np.random.default_rng(0)
+    x = jnp.asarray(rng.standard_normal((BATCH, steps, FEATURES), dtype=np.float32))
+    y = jnp.asarray(rng.integers(0, CLASSES, BATCH).astype(np.int32))
+    return jax_stepper(step, (params, state, optimizer.init(params)),
+                       (x, y, jax.random.key(1)))
+
+
+def levers(cell, steps, specs, rounds=30, block=5, log=print):
+    """Interleaved rounds of `lever_step`s; specs {name: kwargs}, the first the reference.
+    Logs the first-call seconds, the load average, each median and the paired per-round
+    ratio to the first with a bootstrap 95% interval (add a copy of the first for A/A)."""
+    import gc
+    import os
+    import random
+    import statistics
+    import time
+
+    runs = {}
+    for name, kw in specs.items():
+        runs[name] = lever_step(cell, steps, **kw)
+        t0 = time.perf_counter()
+        runs[name]()
+        log(f"  {name}: first call {time.perf_counter() - t0:.2f} s")
+        for _ in range(5):
+            runs[name]()
+    per = {n: [] for n in runs}
+    rnd = random.Random(0)
+    log(f"  load before {os.getloadavg()[0]:.2f}")
+    gc.disable()
+    try:
+        for _ in range(rounds):
+            order = list(runs)
+            rnd.shuffle(order)
+            for n in order:
+                runs[n]()
+                times = []
+                for _ in range(block):
+                    t0 = time.perf_counter()
+                    runs[n]()
+                    times.append(time.perf_counter() - t0)
+                per[n].append(statistics.median(times))
+    finally:
+        gc.enable()
+    log(f"  load after {os.getloadavg()[0]:.2f}")
+    first = next(iter(runs))
+    for n in runs:
+        ratios = [a / b for a, b in zip(per[n], per[first])]
+        boot = random.Random(1)
+        meds = sorted(statistics.median(boot.choices(ratios, k=len(ratios)))
+                      for _ in range(1000))
+        log(f"  {n:28s} median {1e3 * statistics.median(per[n]):8.2f} ms   paired "
+            f"{statistics.median(ratios):.3f} (95% CI {meds[25]:.3f}-{meds[975]:.3f})")
+    return per
+
+
+if __name__ == "__main__":
+    # python benchmarks/rnn.py lstm 32 [rounds]: the unroll levers of the issue-13 section
+    import sys
+
+    _cell, _steps = sys.argv[1], int(sys.argv[2])
+    _rounds = int(sys.argv[3]) if len(sys.argv) > 3 else 30
+    print(f"{_cell} T={_steps}")
+    levers(_cell, _steps, {
+        "before (tangent unroll 8)": dict(tangent_full_unroll=0),
+        "A/A copy": dict(tangent_full_unroll=0),
+        "default (tangent scan complete when T <= 32)": dict(),
+        "both scans complete (unroll=True)": dict(unroll=True),
+        "tangent unroll 4": dict(tangent_full_unroll=0, tangent_unroll=4),
+        "tangent unroll 16": dict(tangent_full_unroll=0, tangent_unroll=16),
+        "implementation='fused'": dict(implementation="fused"),
+    }, rounds=_rounds)

@@ -323,6 +323,73 @@ def test_forward_mode_jvp_agrees_with_reverse_mode():
     _close(lhs, rhs, 1e-4)
 
 
+def _scan_unrolls(fn, *args):
+    """(length, unroll) of every `scan` in fn's jaxpr, nested jaxprs included."""
+    def walk(jaxpr):
+        for eqn in jaxpr.eqns:
+            if eqn.primitive.name == "scan":
+                yield eqn.params["length"], eqn.params["unroll"]
+            for value in eqn.params.values():
+                for sub in value if isinstance(value, (tuple, list)) else (value,):
+                    sub = getattr(sub, "jaxpr", sub)  # a ClosedJaxpr's Jaxpr
+                    if hasattr(sub, "eqns"):
+                        yield from walk(sub)
+    return sorted(walk(jax.make_jaxpr(fn)(*args).jaxpr))
+
+
+def test_lstm_unrolls_the_tangent_scan_completely_up_to_32_steps_and_loops_beyond():
+    """unroll=None with derivative="custom": with T <= 32 the tangent scan (transposed:
+    the backward loop) is unrolled completely, no loop left (measured 12-19% faster on CPU),
+    the primal scan not at all; T = 33 unrolls the tangent scan 8 steps; an explicit
+    unroll (True: both complete), the GRU and derivative="autodiff" are unchanged."""
+    def unrolls(layer, t):
+        params, _ = layer.init(KEY, (2, t, D))
+        x = jnp.ones((2, t, D), jnp.float32)
+        return _scan_unrolls(jax.grad(lambda p: jnp.sum(_apply(layer, p, x))), params)
+
+    lstm = LSTM(H, derivative="custom")
+    assert unrolls(lstm, 32) == [(32, 1), (32, 32)]
+    assert unrolls(lstm, 33) == [(33, 1), (33, 8)]
+    assert unrolls(LSTM(H, derivative="custom", unroll=3), 7) == [(7, 3), (7, 3)]
+    assert unrolls(LSTM(H, derivative="custom", unroll=True), 7) == [(7, 7), (7, 7)]
+    assert unrolls(LSTM(H, derivative="autodiff"), 7) == [(7, 1), (7, 1)]
+    assert unrolls(GRU(H, derivative="custom"), 7) == [(7, 1), (7, 1)]
+
+
+@pytest.mark.parametrize("go_backwards", [False, True])
+def test_lstm_custom_derivative_past_the_full_unroll_equals_autodiff(go_backwards):
+    """T = 37 > 32: the looped primal scan and the tangent scan unrolled 8 steps (37 is not
+    a multiple of 8), with unequal lengths and both dropouts, equal to JAX's own
+    differentiation of the scan in value, grad and jvp (float64)."""
+    t = 37
+    with jax.enable_x64():
+        layers = [LSTM(3, return_sequences=True, return_state=True, go_backwards=go_backwards,
+                       dropout=0.2, recurrent_dropout=0.3, derivative=derivative,
+                       dtype=jnp.float64, param_dtype=jnp.float64)
+                  for derivative in ("autodiff", "custom")]
+        params, _ = layers[0].init(KEY, (2, t, D))
+        params["bias"] = 0.3 * jax.random.normal(jax.random.key(9), (12,), jnp.float64)
+        rng = _rng(13)
+        x = jnp.asarray(rng.normal(size=(2, t, D)))
+        primals = (params, x)
+        tangents = jax.tree.map(lambda a: jnp.asarray(rng.normal(size=a.shape)), primals)
+
+        def f(layer, params, x):
+            out = _apply(layer, params, x, lengths=jnp.asarray([t, 29]), key=jax.random.key(3),
+                         training=True)
+            return sum(jnp.sum(jnp.sin(o) * (i + 1)) for i, o in enumerate(out))
+
+        @jax.jit
+        def derivatives(primals, tangents):
+            return [(jax.value_and_grad(lambda *a: f(layer, *a), (0, 1))(*primals),
+                     jax.jvp(lambda *a: f(layer, *a), primals, tangents)[1])
+                    for layer in layers]
+
+        autodiff, custom = derivatives(primals, tangents)
+        assert float(jnp.abs(autodiff[0][1][0]["recurrent_kernel"]).max()) > 1e-3
+        _tree_close(custom, autodiff, 1e-10)
+
+
 @pytest.mark.parametrize("cell_fn, layer_fn", [(SimpleRNNCell, SimpleRNN), (LSTMCell, LSTM),
                                                (GRUCell, GRU)])
 def test_cell_in_a_user_scan_equals_the_layer(cell_fn, layer_fn):

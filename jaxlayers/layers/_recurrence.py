@@ -72,9 +72,14 @@ def scan_custom(kind, p, xs, ms, carry, implementation, rmask, go_backwards, unr
                 return_sequences):
     """As `scan_autodiff`, differentiated by the custom JVP rule described above.
 
-    unroll=None: the primal scan is not unrolled, the tangent scan by `kind.tangent_unroll`.
+    unroll=None: the primal scan is not unrolled; the tangent scan is unrolled completely
+    (no loop left) when T <= `kind.tangent_full_unroll`, else `kind.tangent_unroll` steps.
     """
-    tangent_unroll = kind.tangent_unroll if unroll is None else unroll
+    if unroll is None:
+        t = xs.shape[0]
+        tangent_unroll = max(t, 1) if t <= kind.tangent_full_unroll else kind.tangent_unroll
+    else:
+        tangent_unroll = unroll
     unroll = unroll or 1
     keep = None if ms is None else _keep(ms, carry[0] if kind.has_c else carry)
 

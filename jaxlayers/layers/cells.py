@@ -82,6 +82,7 @@ class _Kind(NamedTuple):
     weight_tangent: Callable    # (prepared, dprepared, xs, dxs, h_prev, res_w,
     #                              implementation) -> a, a tuple of (T, N, k) arrays
     tangent_unroll: int = 1     # the tangent scan's unroll when the layer's is None
+    tangent_full_unroll: int = 0  # unroll=None and T <= this: tangent scan unrolled fully
 
     def core(self, p, carry, x_in, implementation, rmask):
         """(prepared, carry, x_in, implementation, rmask) -> (carry, h)."""
@@ -254,9 +255,12 @@ def _lstm_kind(name, units, *, activation="tanh", recurrent_activation="sigmoid"
         return do + kc * dc, dc
 
     # unrolling the tangent scan 8 steps made the LSTM train step 10-16% faster on XLA:CPU
-    # (the GRU's 3-12% slower, so it stays at 1); benchmarks/README.md
+    # (the GRU's 3-12% slower, so it stays at 1); with T <= 32 steps unrolling it
+    # completely was 12-19% faster again (T = 64: no gain, twice the compile time; the
+    # GRU's: none at T = 16). Unrolling the primal scan too added a few % more but made
+    # second-order programs compile 3-4x longer. benchmarks/README.md, "Issue 13"
     return _Kind(name, units, True, init, _prepare_plain, _project, step, tangent,
-                 _plain_weight_tangent, tangent_unroll=8)
+                 _plain_weight_tangent, tangent_unroll=8, tangent_full_unroll=32)
 
 
 def _gru_kind(name, units, *, activation="tanh", recurrent_activation="sigmoid",

@@ -233,7 +233,8 @@ _LAYER_DOC_COMMON = """
     True all outputs (N, T, units); return_state=True returns (output, h) — (output, h, c)
     for LSTM; go_backwards=True reads the sequence backwards and returns the outputs in that
     order; unroll is passed to `lax.scan` (None: 1, except the tangent scan of
-    derivative="custom", which LSTM unrolls 8 steps, measured 10-16% faster on CPU);
+    derivative="custom", which LSTM unrolls completely when T <= 32, else 8 steps,
+    measured 12-19% and 10-16% faster on CPU; True: every step);
     stateful=True (Keras) keeps the final carry in `state` ({"carry": {"h"[, "c"]}},
     zeros from init for the batch size init saw) and starts the next call from it, so
     consecutive chunks of long sequences make one sequence: truncated BPTT inside `serial`
