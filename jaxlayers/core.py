@@ -47,6 +47,7 @@ def _accepted_keywords(apply: Callable):
 # call (vmap over stacked keys, the same bits as one call per key), and keeps the jitted
 # function. Identical bits to the unbatched init are pinned by tests/test_init_speed.py.
 
+_JIT_MIN_RANDOM_OPS = 32
 _CALLS = frozenset({"jit", "pjit", "closed_call", "core_call"})
 _KEY_OPS = (_prng.random_fold_in_p, _prng.random_split_p)
 _local = threading.local()  # .raw: inits run their raw functions (nested, or asked for)
@@ -161,41 +162,52 @@ def _eval_batched(closed, *args):
     return [value for value, _ in outs]
 
 
-def _traced_init(raw: Callable, spec, static: dict):
-    """`key -> array leaves of raw(key, spec)`, to jit; the rest of the output goes to `static`."""
-    def run(key):
-        def arrays_only(k):
-            with raw_init():
-                leaves, static["tree"] = jax.tree.flatten(raw(k, spec))
-            static["leaves"] = [None if isinstance(x, jax.Array) else x for x in leaves]
-            return [x for x in leaves if isinstance(x, jax.Array)]
+def _trace_init(raw: Callable, key, spec):
+    """The ClosedJaxpr of the array leaves of raw(key, spec), and the rest of its output."""
+    static = {}
 
-        closed = jax.make_jaxpr(arrays_only)(key)
-        if closed.effects:  # keep the order of effects: no regrouping
-            return jax.core.eval_jaxpr(closed.jaxpr, closed.consts, key)
-        return _eval_batched(closed, key)
-    return run
+    def arrays_only(k):
+        with raw_init():
+            leaves, static["tree"] = jax.tree.flatten(raw(k, spec))
+        static["leaves"] = [None if isinstance(x, jax.Array) else x for x in leaves]
+        return [x for x in leaves if isinstance(x, jax.Array)]
+
+    return jax.make_jaxpr(arrays_only)(key), static
+
+
+def _plan(raw: Callable, key, spec):
+    """A cache entry: (jitted batched init, static output parts), or None to run raw.
+
+    Raw (op by op, as before) when the init has fewer than `_JIT_MIN_RANDOM_OPS` random
+    ops (its few kernels are compiled once per shape and shared by every model in the
+    process, cheaper than compiling one program per model), has effects, or needs
+    concrete values (`np.asarray(key)`).
+    """
+    try:
+        closed, static = _trace_init(raw, key, spec)
+    except jax.errors.JAXTypeError:
+        return None
+    nodes = []
+    _flatten_jaxpr(closed.jaxpr, closed.consts, [[None, True]], nodes)
+    if closed.effects or sum(_batchable(eqn) for eqn, _, _ in nodes) < _JIT_MIN_RANDOM_OPS:
+        return None
+    return jax.jit(functools.partial(_eval_batched, closed)), static
 
 
 def _cached_init(raw: Callable, cache: dict, key, spec):
-    """raw(key, spec) through the jitted, batched init kept in `cache` for this spec."""
+    """raw(key, spec), through the jitted batched init kept in `cache` for this spec."""
     if key is None or raw is _no_params or getattr(_local, "raw", False):
         return raw(key, spec)
     leaves, treedef = jax.tree.flatten(spec)
     entry_key = (treedef, tuple((s.shape, s.dtype) for s in leaves),
-                 tuple(np.shape(key)), getattr(key, "dtype", None))
-    entry = cache.get(entry_key)
-    if entry is None:
-        static = {}
-        entry = cache[entry_key] = (jax.jit(_traced_init(raw, spec, static)), static)
-    jitted, static = entry
-    if static.get("eager"):
+                 tuple(np.shape(key)), getattr(key, "dtype", None),
+                 jax.config.jax_threefry_partitionable, jax.config.jax_enable_x64)
+    if entry_key not in cache:
+        cache[entry_key] = _plan(raw, key, spec)
+    if cache[entry_key] is None:
         return raw(key, spec)
-    try:
-        arrays = iter(jitted(key))
-    except jax.errors.JAXTypeError:  # raw needs concrete values (e.g. np.asarray(key))
-        static["eager"] = True
-        return raw(key, spec)
+    jitted, static = cache[entry_key]
+    arrays = iter(jitted(key))
     leaves = [next(arrays) if x is None else (np.array(x) if isinstance(x, np.ndarray)
                                               else x) for x in static["leaves"]]
     return jax.tree.unflatten(static["tree"], leaves)
