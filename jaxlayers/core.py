@@ -38,14 +38,17 @@ def _accepted_keywords(apply: Callable):
     return frozenset(named) - {"key", "training"}
 
 
-# ----------------------------------------------------------------- one jit per init
-# XLA:CPU compiles each threefry call (a 5-trip while loop) in ~0.1-0.3 s of CPU, and a
-# ResNet-50 init makes ~300 of them (fold_in/split per child, bits per kernel): 8-13 s
-# of compile under `jax.jit(init)`, and one small kernel per shape eagerly. `Layer.init`
-# therefore traces the whole init once per (layer, input spec, key type), re-evaluates
-# its jaxpr with the independent random ops of each dependency level batched into one
-# call (vmap over stacked keys, the same bits as one call per key), and keeps the jitted
-# function. Identical bits to the unbatched init are pinned by tests/test_init_speed.py.
+# ------------------------------------------------------- init under a trace (jit, vmap)
+# XLA:CPU spends ~0.1-0.3 s of CPU compiling each threefry call (a 5-trip while loop), and
+# a ResNet-50 init makes ~300 of them (fold_in/split per child, bits per kernel): 8-13 s
+# of compile under `jax.jit(init)`. An init called on a traced key (a user's jit, vmap,
+# eval_shape) therefore traces the raw init once per (layer, input spec, key type),
+# re-evaluates its jaxpr with the independent random ops of each dependency level batched
+# into one call (vmap over stacked keys: the same bits as one call per key), and keeps
+# that as a jitted function. On a concrete key init runs op by op as before: compiling
+# one program per model measured no faster than the small per-shape kernels (shared by
+# every model in the process) and made the test suite slower (benchmarks/README.md).
+# Bit-identity with the raw init is pinned by tests/test_init_speed.py.
 
 _JIT_MIN_RANDOM_OPS = 32
 _CALLS = frozenset({"jit", "pjit", "closed_call", "core_call"})
@@ -195,8 +198,9 @@ def _plan(raw: Callable, key, spec):
 
 
 def _cached_init(raw: Callable, cache: dict, key, spec):
-    """raw(key, spec), through the jitted batched init kept in `cache` for this spec."""
-    if key is None or raw is _no_params or getattr(_local, "raw", False):
+    """raw(key, spec); on a traced key, through the jitted batched init cached for the spec."""
+    if (key is None or raw is _no_params or getattr(_local, "raw", False)
+            or not isinstance(key, jax.core.Tracer)):
         return raw(key, spec)
     leaves, treedef = jax.tree.flatten(spec)
     entry_key = (treedef, tuple((s.shape, s.dtype) for s in leaves),
@@ -277,7 +281,11 @@ class Layer:
         `jax.ShapeDtypeStruct`, a `jl.Masked` of those, or a tuple or dict of those for
         several inputs. It is converted once, here, so the init function given to the
         constructor always receives `jax.ShapeDtypeStruct`s (a plain shape stands for
-        `input_dtype`, float32 unless set: Embedding sets int32).
+        `input_dtype`, float32 unless set: Embedding sets int32). On a concrete key
+        the init function runs op by op. On a traced key (`jax.jit(init)`, vmap,
+        eval_shape) an init with 32 or more random ops becomes one jitted function,
+        traced once and cached on the layer per (input spec, key type), with its
+        independent random ops batched: the same bits, far fewer threefry loops to compile.
     apply(params, state, x, *, key=None, training=False, **inputs) -> (y, new_state)
         Pure: jit/vmap/grad/scan safe. `key` drives randomness while training; `inputs`
         are the layer's extra inputs (`mask=`, `initial_state=`, ...). A keyword the apply
@@ -415,7 +423,8 @@ def output_spec(layer: Layer, input_spec: Any = None, params=None, state=None):
     layer = as_layer("output_spec", layer)
     spec = resolve_spec(layer, input_spec)
     if params is None:
-        params, state = jax.eval_shape(lambda k: layer.init(k, spec), jax.random.key(0))
+        with raw_init():  # shapes only: the batched jit would cost a second trace
+            params, state = jax.eval_shape(lambda k: layer.init(k, spec), jax.random.key(0))
 
     def run(p, s, x):
         return layer.apply(p, s, x, key=None, training=False)[0]

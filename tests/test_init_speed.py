@@ -1,7 +1,9 @@
-"""Layer.init's per-spec jit with batched random ops (issue 13, item 4).
+"""Layer.init traced (a user's jit, vmap, eval_shape): one cached jit per spec, random ops
+batched (issue 13, item 4).
 
 The reference is the raw path (`jaxlayers.core.raw_init()`: every init function run op by
-op, as before the cache) in the same process; params must match it bit for bit.
+op, eagerly, as a concrete-key init still runs) in the same process; params must match it
+bit for bit.
 """
 
 import jax
@@ -43,6 +45,10 @@ def _bits(tree):
             for a in jax.tree.leaves(tree)]
 
 
+def _jit(model, key, spec):
+    return jax.jit(lambda k: model.init(k, spec))(key)
+
+
 def _raw(model, key, spec):
     with raw_init():
         return model.init(key, spec)
@@ -53,7 +59,7 @@ def test_params_are_bit_identical_to_the_raw_init(name):
     model, spec = MODELS[name]
     key = jax.random.PRNGKey(5) if name == "cnn" else jax.random.key(3)  # raw and typed keys
     expected = _raw(model, key, spec)
-    got = model.init(key, spec)
+    got = _jit(model, key, spec)
     assert jax.tree.structure(got) == jax.tree.structure(expected)
     assert _bits(got) == _bits(expected)
 
@@ -64,11 +70,11 @@ def test_bits_match_without_partitionable_threefry_and_with_rbg_keys():
     jax.config.update("jax_threefry_partitionable", not before)
     try:
         key = jax.random.key(7)
-        assert _bits(model.init(key, spec)) == _bits(_raw(model, key, spec))
+        assert _bits(_jit(model, key, spec)) == _bits(_raw(model, key, spec))
     finally:
         jax.config.update("jax_threefry_partitionable", before)
     key = jax.random.key(7, impl="rbg")
-    assert _bits(model.init(key, spec)) == _bits(_raw(model, key, spec))
+    assert _bits(_jit(model, key, spec)) == _bits(_raw(model, key, spec))
 
 
 def _random_ops(jaxpr) -> int:
@@ -113,31 +119,33 @@ def _counting_layer():
 def test_a_second_init_with_the_same_spec_does_not_retrace():
     layer, traces = _counting_layer()
     key = jax.random.key(1)
-    first = layer.init(key, (2, 4))
-    layer.init(jax.random.key(2), (2, 4))
+    first = _jit(layer, key, (2, 4))               # a fresh user jit each time
+    _jit(layer, jax.random.key(2), (2, 4))
     assert len(traces) == 1
-    layer.init(key, (3, 4))                                      # another shape
-    layer.init(key, jax.ShapeDtypeStruct((2, 4), jnp.bfloat16))  # another dtype
-    layer.init(jax.random.PRNGKey(1), (2, 4))                    # another key type
+    _jit(layer, key, (3, 4))                                      # another shape
+    _jit(layer, key, jax.ShapeDtypeStruct((2, 4), jnp.bfloat16))  # another dtype
+    _jit(layer, jax.random.PRNGKey(1), (2, 4))                    # another key type
     assert len(traces) == 4
-    again = layer.init(key, (2, 4))
+    again = _jit(layer, key, (2, 4))
     assert len(traces) == 4
     assert _bits(again) == _bits(first)
-    # the state's Python int and NumPy array come back as they are, not as jax arrays
-    assert again[1]["seen"] == 1 and type(again[1]["seen"]) is int
-    assert type(again[1]["table"]) is np.ndarray and again[1]["table"].tolist() == [0, 1, 2]
     np.testing.assert_array_equal(
         again[0]["kernel"], jax.random.normal(key, (4, 3), jnp.float32))
+    # a concrete key runs the init function itself, eagerly, every time (as before):
+    # Python and NumPy leaves come back as they are
+    params, state = layer.init(key, (2, 4))
+    assert len(traces) == 5 and _bits(params) == _bits(first[0])
+    assert type(state["seen"]) is int and type(state["table"]) is np.ndarray
 
 
 def test_an_init_with_few_random_ops_runs_raw_and_a_large_one_is_jitted(monkeypatch):
     monkeypatch.setattr(jaxlayers.core, "_JIT_MIN_RANDOM_OPS", 4)
     layer, traces = _counting_layer()          # 1 random op: raw on every call
     for _ in range(2):
-        layer.init(jax.random.key(1), (2, 4))
+        _jit(layer, jax.random.key(1), (2, 4))
     assert len(traces) == 3                    # the planning trace, then two raw calls
     model = jl.serial(jl.Dense(3), jl.Dense(2))  # 2 fold_ins + 2 splits + 2 bits: jitted
-    model.init(jax.random.key(1), (2, 4))
+    _jit(model, jax.random.key(1), (2, 4))
     (entry,) = model.init._jl_cache.values()
     assert entry is not None
 
@@ -155,7 +163,7 @@ def test_eval_shape_and_a_users_jit_still_work():
     assert _bits(jax.tree.map(lambda a: a[1], stacked)) == _bits(_raw(model, keys[1], spec))
 
 
-def test_an_init_that_needs_concrete_values_falls_back_to_running_eagerly():
+def test_an_init_that_needs_concrete_values_still_runs_on_a_concrete_key():
     def init(key, spec):
         seed = int(np.asarray(jax.random.key_data(key)).sum() % 1000)
         return {"w": jnp.full((2,), float(seed))}, {}
@@ -165,12 +173,16 @@ def test_an_init_that_needs_concrete_values_falls_back_to_running_eagerly():
     expected = float(np.asarray(jax.random.key_data(key)).sum() % 1000)
     for _ in range(2):
         assert layer.init(key, (1, 2))[0]["w"].tolist() == [expected, expected]
+    with pytest.raises(jax.errors.JAXTypeError):  # as before: it cannot be traced
+        _jit(layer, key, (1, 2))
 
 
 def test_bad_input_still_raises_at_init_naming_the_layer():
     conv = jl.Conv2D(4, 3)
     for _ in range(2):  # a failed trace is not cached as a success
         with pytest.raises(ValueError, match="Conv2D"):
-            conv.init(jax.random.key(0), (2, 8))
+            _jit(conv, jax.random.key(0), (2, 8))
+    with pytest.raises(ValueError, match="Conv2D"):
+        conv.init(jax.random.key(0), (2, 8))
     with pytest.raises(ValueError, match="Dense: init needs an input spec"):
         jl.Dense(3).init(jax.random.key(0))
