@@ -8,10 +8,12 @@ of benchmarks/transformer.py (2 pre-LN blocks, d_model 128, 4 heads, FFN 512, on
 
 Measures, each in a fresh Python process (XLA's and jax's caches start empty; imports and
 model construction are not timed), median over `--repeats` runs in shuffled order:
-  init        `model.init(key, spec)` as a user calls it (jaxlayers: one jit per (layer,
-              spec), random ops batched; Flax: `module.init` op by op)
-  init-raw    jaxlayers' init before the cache, op by op (`jaxlayers.core.raw_init()`)
+  init        `model.init(key, spec)` on a concrete key, as a user calls it (op by op in
+              both libraries; Flax: `module.init(key, x)`)
+  init-raw    jaxlayers' init forced op by op everywhere (`jaxlayers.core.raw_init()`);
+              the same as init since only a traced init is batched
   jit-init    `jax.jit(init)(key)`: trace + lower + compile + run, split into those parts
+              (jaxlayers: the cached, batched init of a traced key)
   jit-raw     the same over jaxlayers' raw path (what `jax.jit(init)` compiled before)
   step        the first train step (trace + compile + one Adam step, softmax
               cross-entropy), after an init that is not timed
