@@ -186,3 +186,15 @@ def test_bad_input_still_raises_at_init_naming_the_layer():
         conv.init(jax.random.key(0), (2, 8))
     with pytest.raises(ValueError, match="Dense: init needs an input spec"):
         jl.Dense(3).init(jax.random.key(0))
+
+
+def test_the_init_benchmark_says_how_to_get_flax_when_it_is_missing(monkeypatch):
+    import importlib
+    import pathlib
+    import sys
+
+    monkeypatch.syspath_prepend(str(pathlib.Path(__file__).resolve().parents[1]))
+    monkeypatch.setitem(sys.modules, "flax", None)  # import flax -> ImportError
+    bench = importlib.import_module("benchmarks.init")
+    with pytest.raises(SystemExit, match=r"pip install 'jaxlayers\[bench\]'"):
+        bench.main(["--repeats", "1"])
