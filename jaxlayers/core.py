@@ -15,8 +15,8 @@ from typing import Any, Callable
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jax._src.random import prng as _prng
 from jax.extend import core as _jcore
+from jax.extend.core import primitives as _prng
 
 from jaxlayers._checks import as_spec, describe
 from jaxlayers.masked import Masked
