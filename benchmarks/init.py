@@ -10,7 +10,7 @@ Measures, each in a fresh Python process (XLA's and jax's caches start empty; im
 model construction are not timed), median over `--repeats` runs in shuffled order:
   init        `model.init(key, spec)` on a concrete key, as a user calls it (op by op in
               both libraries; Flax: `module.init(key, x)`)
-  init-raw    jaxlayers' init forced op by op everywhere (`jaxlayers.core.raw_init()`);
+  init-raw    jaxlayers' init forced op by op everywhere (`jaxlayers._init_cache.raw_init()`);
               the same as init since only a traced init is batched
   jit-init    `jax.jit(init)(key)`: trace + lower + compile + run, split into those parts
               (jaxlayers: the cached, batched init of a traced key)
@@ -204,7 +204,7 @@ def child(library: str, name: str, measure: str) -> dict:
     key = jax.random.key(0)
     if library == "jaxlayers":
         import jaxlayers as jl
-        from jaxlayers.core import raw_init
+        from jaxlayers._init_cache import raw_init
 
         model = jaxlayers_model(name)
 

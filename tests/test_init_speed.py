@@ -1,7 +1,7 @@
 """Layer.init traced (a user's jit, vmap, eval_shape): one cached jit per spec, random ops
 batched (issue 13, item 4).
 
-The reference is the raw path (`jaxlayers.core.raw_init()`: every init function run op by
+The reference is the raw path (`jaxlayers._init_cache.raw_init()`: every init function run op by
 op, eagerly, as a concrete-key init still runs) in the same process; params must match it
 bit for bit.
 """
@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 
 import jaxlayers as jl
-import jaxlayers.core
-from jaxlayers.core import raw_init
+import jaxlayers._init_cache
+from jaxlayers._init_cache import raw_init
 
 SPEC = (2, 12, 10, 3)
 
@@ -37,7 +37,7 @@ MODELS = _models()
 @pytest.fixture(autouse=True)
 def jit_every_init(monkeypatch):
     """Small models would run raw (below `_JIT_MIN_RANDOM_OPS`); here every init is jitted."""
-    monkeypatch.setattr(jaxlayers.core, "_JIT_MIN_RANDOM_OPS", 0)
+    monkeypatch.setattr(jaxlayers._init_cache, "_JIT_MIN_RANDOM_OPS", 0)
 
 
 def _bits(tree):
@@ -139,7 +139,7 @@ def test_a_second_init_with_the_same_spec_does_not_retrace():
 
 
 def test_an_init_with_few_random_ops_runs_raw_and_a_large_one_is_jitted(monkeypatch):
-    monkeypatch.setattr(jaxlayers.core, "_JIT_MIN_RANDOM_OPS", 4)
+    monkeypatch.setattr(jaxlayers._init_cache, "_JIT_MIN_RANDOM_OPS", 4)
     layer, traces = _counting_layer()          # 1 random op: raw on every call
     for _ in range(2):
         _jit(layer, jax.random.key(1), (2, 4))
