@@ -14,7 +14,8 @@ import os
 from dataclasses import dataclass, field
 from typing import Callable
 
-__all__ = ["Contender", "Workload", "num_threads", "jax_stepper", "torch_stepper"]
+__all__ = ["Contender", "Workload", "num_threads", "jax_stepper", "torch_stepper",
+           "paired_rounds"]
 
 
 @dataclass(frozen=True)
@@ -82,3 +83,51 @@ def torch_stepper(fn) -> Callable[[], None]:
         fn().item()
 
     return step
+
+
+def paired_rounds(steps: dict, reference: str, *, rounds: int, block: int,
+                  log=print) -> dict:
+    """Time zero-argument `steps` {name: step} in interleaved rounds against `reference`.
+
+    Each round runs the steps in a shuffled (seeded) order: one untimed call, then `block`
+    timed calls, whose median is the round's figure; the garbage collector is off and the
+    1-minute load average is logged before and after. Returns {name: (median ms over the
+    rounds, paired ratio to the reference (median over rounds of the per-round ratio),
+    its bootstrap 95% interval low, high)}, each also logged. A lighter form of
+    benchmarks/run.py's timing, for the lever studies (norm.py, rnn.py's levers).
+    """
+    import gc
+    import random
+    import statistics
+    import time
+
+    per = {name: [] for name in steps}
+    order_rng = random.Random(0)
+    log(f"  load before {os.getloadavg()[0]:.2f}")
+    gc.disable()
+    try:
+        for _ in range(rounds):
+            order = list(steps)
+            order_rng.shuffle(order)
+            for name in order:
+                steps[name]()
+                times = []
+                for _ in range(block):
+                    t0 = time.perf_counter()
+                    steps[name]()
+                    times.append(time.perf_counter() - t0)
+                per[name].append(statistics.median(times))
+    finally:
+        gc.enable()
+    log(f"  load after {os.getloadavg()[0]:.2f}")
+    rows, width = {}, max(len(name) for name in steps)
+    for name in steps:
+        ratios = [a / b for a, b in zip(per[name], per[reference])]
+        boot = random.Random(1)
+        meds = sorted(statistics.median(boot.choices(ratios, k=len(ratios)))
+                      for _ in range(1000))
+        rows[name] = (1e3 * statistics.median(per[name]), statistics.median(ratios),
+                      meds[25], meds[975])
+        log(f"  {name:{width}s} median {rows[name][0]:8.2f} ms   paired / {reference} "
+            f"{rows[name][1]:.3f} (95% CI {rows[name][2]:.3f}-{rows[name][3]:.3f})")
+    return rows

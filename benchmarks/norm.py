@@ -28,13 +28,15 @@ optimised HLO of jaxlayers' step and `jax`'s (run.compare_hlo).
 from __future__ import annotations
 
 import argparse
-import gc
-import os
-import random
-import statistics
-import time
+import sys
+from pathlib import Path
 
 import numpy as np
+
+if __package__ in (None, ""):  # run as a script: make `benchmarks` importable
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from benchmarks.common import paired_rounds  # noqa: E402
 
 EPS = 1e-5
 SHAPES = {"bn": (64, 32, 32, 64), "ln": (32, 128, 128)}
@@ -145,35 +147,7 @@ def bench(kind, rounds, block, hlo=False, log=print):
         log(f"  {name}: max relative difference to jax {err:.1e}")
         for _ in range(5):
             step()
-    per = {n: [] for n in steps}
-    rnd = random.Random(0)
-    log(f"  load before {os.getloadavg()[0]:.2f}")
-    gc.disable()
-    try:
-        for _ in range(rounds):
-            order = list(steps)
-            rnd.shuffle(order)
-            for n in order:
-                steps[n]()
-                times = []
-                for _ in range(block):
-                    t0 = time.perf_counter()
-                    steps[n]()
-                    times.append(time.perf_counter() - t0)
-                per[n].append(statistics.median(times))
-    finally:
-        gc.enable()
-    log(f"  load after {os.getloadavg()[0]:.2f}")
-    rows = {}
-    for n in steps:
-        ratios = [a / b for a, b in zip(per[n], per["jax"])]
-        boot = random.Random(1)
-        meds = sorted(statistics.median(boot.choices(ratios, k=len(ratios)))
-                      for _ in range(1000))
-        rows[n] = (1e3 * statistics.median(per[n]), statistics.median(ratios), meds[25],
-                   meds[975])
-        log(f"  {n:14s} median {rows[n][0]:8.2f} ms   paired / jax {rows[n][1]:.3f} "
-            f"(95% CI {rows[n][2]:.3f}-{rows[n][3]:.3f})")
+    rows = paired_rounds(steps, "jax", rounds=rounds, block=block, log=log)
     if hlo:
         from benchmarks import run
         run.compare_hlo(steps, ["jaxlayers", "jax"], log=log)

@@ -21,7 +21,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from benchmarks.common import Contender, Workload, jax_stepper, num_threads, torch_stepper
+from benchmarks.common import (Contender, Workload, jax_stepper, num_threads, paired_rounds,
+                               torch_stepper)
 from benchmarks.mlp import _library_step
 
 BATCH, STEPS, FEATURES, HIDDEN, CLASSES = 64, 64, 32, 128, 10
@@ -419,10 +420,6 @@ def levers(cell, steps, specs, rounds=30, block=5, log=print):
     """Interleaved rounds of `lever_step`s; specs {name: kwargs}, the first the reference.
     Logs the first-call seconds, the load average, each median and the paired per-round
     ratio to the first with a bootstrap 95% interval (add a copy of the first for A/A)."""
-    import gc
-    import os
-    import random
-    import statistics
     import time
 
     runs = {}
@@ -433,34 +430,7 @@ def levers(cell, steps, specs, rounds=30, block=5, log=print):
         log(f"  {name}: first call {time.perf_counter() - t0:.2f} s")
         for _ in range(5):
             runs[name]()
-    per = {n: [] for n in runs}
-    rnd = random.Random(0)
-    log(f"  load before {os.getloadavg()[0]:.2f}")
-    gc.disable()
-    try:
-        for _ in range(rounds):
-            order = list(runs)
-            rnd.shuffle(order)
-            for n in order:
-                runs[n]()
-                times = []
-                for _ in range(block):
-                    t0 = time.perf_counter()
-                    runs[n]()
-                    times.append(time.perf_counter() - t0)
-                per[n].append(statistics.median(times))
-    finally:
-        gc.enable()
-    log(f"  load after {os.getloadavg()[0]:.2f}")
-    first = next(iter(runs))
-    for n in runs:
-        ratios = [a / b for a, b in zip(per[n], per[first])]
-        boot = random.Random(1)
-        meds = sorted(statistics.median(boot.choices(ratios, k=len(ratios)))
-                      for _ in range(1000))
-        log(f"  {n:28s} median {1e3 * statistics.median(per[n]):8.2f} ms   paired "
-            f"{statistics.median(ratios):.3f} (95% CI {meds[25]:.3f}-{meds[975]:.3f})")
-    return per
+    return paired_rounds(runs, next(iter(runs)), rounds=rounds, block=block, log=log)
 
 
 if __name__ == "__main__":
