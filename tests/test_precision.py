@@ -371,6 +371,24 @@ def _xy(n=32, seed=0):
     return x, (x[:, 0] > 0).astype(np.int32) + (x[:, 1] > 0).astype(np.int32)
 
 
+def _hand_scaled_step(model, state, opt):
+    """The loss-scaled step written out with optax: scaled_grads(p, x, y, s) -> (loss,
+    unscaled gradients) of s * loss; update(p, o, g) -> Adam's new (params, opt state)."""
+    @jax.jit
+    def scaled_grads(p, xb, yb, s):
+        def scaled_loss(p):
+            return s * XENT(model.apply(p, state, xb, training=True)[0], yb)
+        value, g = jax.value_and_grad(scaled_loss)(p)
+        return value / s, jax.tree.map(lambda a: a / s, g)
+
+    @jax.jit
+    def update(p, o, g):
+        u, o = opt.update(g, o, p)
+        return optax.apply_updates(p, u), o
+
+    return scaled_grads, update
+
+
 def test_the_loss_scaled_step_equals_a_hand_written_float16_loop():
     """Scale 2**20 with float16 compute: the first steps overflow (skipped, halved), then
     finite steps grow the scale every 3 and overflow again: both branches, many times."""
@@ -381,23 +399,12 @@ def test_the_loss_scaled_step_equals_a_hand_written_float16_loop():
     step = jl.train.make_train_step(model, XENT, opt, loss_scale=ls)
 
     # the hand-written loop: plain Python control flow on concrete values
-    @jax.jit
-    def scaled_grads(p, s):
-        def scaled_loss(p):
-            return s * XENT(model.apply(p, state, x, training=True)[0], y)
-        value, g = jax.value_and_grad(scaled_loss)(p)
-        return value / s, jax.tree.map(lambda a: a / s, g)
-
-    @jax.jit
-    def update(p, o, g):
-        u, o = opt.update(g, o, p)
-        return optax.apply_updates(p, u), o
-
+    scaled_grads, update = _hand_scaled_step(model, state, opt)
     hand_p, hand_o, scale, count = params, opt.init(params), 2.0 ** 20, 0
     p, o = params, (opt.init(params), ls)
     skipped = grown = 0
     for _ in range(40):
-        value, g = scaled_grads(hand_p, jnp.float32(scale))
+        value, g = scaled_grads(hand_p, x, y, jnp.float32(scale))
         finite = all(bool(np.isfinite(np.asarray(a)).all()) for a in jax.tree.leaves(g))
         if finite:
             hand_p, hand_o = update(hand_p, hand_o, g)
@@ -479,18 +486,7 @@ def _fit_reference(model, params, state, x, y, opt, key, *, epochs, batch_size, 
     """fit's documented order (PCG64 seeded with the key's words and the epoch, the
     remainder dropped) and the loss-scaling rule written out with optax and plain Python:
     scale the loss, unscale the gradients, skip a non-finite step, grow or shrink."""
-    @jax.jit
-    def scaled_grads(p, xb, yb, s):
-        def scaled_loss(p):
-            return s * XENT(model.apply(p, state, xb, training=True)[0], yb)
-        value, g = jax.value_and_grad(scaled_loss)(p)
-        return value / s, jax.tree.map(lambda a: a / s, g)
-
-    @jax.jit
-    def update(p, o, g):
-        u, o = opt.update(g, o, p)
-        return optax.apply_updates(p, u), o
-
+    scaled_grads, update = _hand_scaled_step(model, state, opt)
     seed = [int(w) for w in np.ravel(jax.random.key_data(key))]
     o, count, trace, means = opt.init(params), 0, [], []
     for e in range(epochs):
