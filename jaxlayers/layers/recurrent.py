@@ -148,8 +148,9 @@ def reset_state(state):
 def _layer(kind: _Kind, *, return_sequences, return_state, go_backwards, unroll, dropout,
            recurrent_dropout, implementation, derivative, dtype, stateful=False,
            cudnn=None) -> Layer:
-    """cudnn (LSTM only): {"activation", "recurrent_activation", "force"}, the static
-    configuration `_cudnn.uses_cudnn` reads; None: always the scan."""
+    """cudnn (LSTM with implementation="cudnn" only): {"activation",
+    "recurrent_activation"}, the static configuration `_cudnn.uses_cudnn` reads; None:
+    always the scan."""
     name = kind.name
     dropout = check_rate(name, "dropout", dropout)
     recurrent_dropout = check_rate(name, "recurrent_dropout", recurrent_dropout)
@@ -172,23 +173,22 @@ def _layer(kind: _Kind, *, return_sequences, return_state, go_backwards, unroll,
         return kind.init(key, shape[-1]), {"carry": carry}
 
     def on_cudnn(padding, compute) -> bool:
-        """The GPU dispatch (`_cudnn.uses_cudnn`), decided at trace time."""
+        """implementation="cudnn" (`_cudnn.uses_cudnn`, decided at trace time): True where
+        cuDNN can run, else a ValueError naming why; without it, the scan."""
         if cudnn is None:
             return False
         config = dict(activation=cudnn["activation"],
                       recurrent_activation=cudnn["recurrent_activation"],
                       go_backwards=go_backwards, recurrent_dropout=recurrent_dropout,
                       padding=padding, dtype=compute)
-        if cudnn["force"]:
-            backend, misfits = _cudnn.backend(), _cudnn.cudnn_misfits(**config)
-            if backend != "cuda" or misfits:
-                why = "; ".join(misfits + ([] if backend == "cuda" else [
-                    f"the backend is {backend!r}, and jax.experimental.rnn.lstm runs on "
-                    f"CUDA GPUs only"]))
-                raise ValueError(f"{name}: implementation='cudnn' cannot run here: {why}. "
-                                 f"Leave implementation=None for the scan.")
-        return _cudnn.uses_cudnn(_cudnn.backend(), implementation="cudnn" if cudnn["force"]
-                                 else implementation, derivative=derivative, **config)
+        backend = _cudnn.backend()
+        if not _cudnn.uses_cudnn(backend, implementation="cudnn", derivative=None, **config):
+            why = "; ".join(_cudnn.cudnn_misfits(**config) + ([] if backend == "cuda" else [
+                f"the backend is {backend!r}, and jax.experimental.rnn.lstm runs on CUDA "
+                f"GPUs only"]))
+            raise ValueError(f"{name}: implementation='cudnn' cannot run here: {why}. "
+                             f"Leave implementation=None for the scan.")
+        return True
 
     def apply(params, state, x, *, key=None, training=False, initial_state=None, mask=None,
               lengths=None):
@@ -377,16 +377,16 @@ def LSTM(units: int, *, activation="tanh", recurrent_activation="sigmoid",
                       param_dtype=param_dtype)
     if implementation is not None:  # the scan's formulations, or cuDNN's kernel
         check_one_of("LSTM", "implementation", implementation, IMPLEMENTATIONS + ("cudnn",))
-    force = implementation == "cudnn"
-    if force and derivative is not None:
+    on_cudnn = implementation == "cudnn"
+    if on_cudnn and derivative is not None:
         raise ValueError(f"LSTM: implementation='cudnn' differentiates with cuDNN's own "
                          f"backward pass; derivative must be None, got {derivative!r}.")
-    cudnn = dict(activation=activation, recurrent_activation=recurrent_activation,
-                 force=force)
+    cudnn = (dict(activation=activation, recurrent_activation=recurrent_activation)
+             if on_cudnn else None)
     return _layer(kind, return_sequences=return_sequences, return_state=return_state,
                   go_backwards=go_backwards, unroll=unroll, dropout=dropout,
                   recurrent_dropout=recurrent_dropout,
-                  implementation=None if force else implementation,
+                  implementation=None if on_cudnn else implementation,
                   derivative=derivative, dtype=dtype, stateful=stateful, cudnn=cudnn)
 
 
