@@ -16,6 +16,7 @@ Contenders per workload:
   jax           hand-written lax.conv_general_dilated, the fastest layout measured on this
                 machine (see VARIANTS; `run.py --variants` re-measures)
   pytorch       eager nn.Conv2d/... (channels-first), torch.optim.Adam defaults
+  torch.compile the same step under torch.compile (inductor; slow to compile, not --quick)
 """
 
 from __future__ import annotations
@@ -407,7 +408,7 @@ def _torch_convstack():
                          nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(64, CLASSES))
 
 
-def _torch(build, batch, shape, channels_last=False):
+def _torch(build, batch, shape, channels_last=False, compiled=False):
     def setup():
         import torch
         import torch.nn.functional as F
@@ -431,7 +432,7 @@ def _torch(build, batch, shape, channels_last=False):
             optimizer.step()
             return loss
 
-        return torch_stepper(step)
+        return torch_stepper(step, compiled)
 
     return setup
 
@@ -447,6 +448,9 @@ def _contenders(build, batch, shape, handwritten, variants, baseline, torch_buil
                     "eager, NCHW, torch.optim.Adam defaults")
     yield Contender("pytorch:channels_last", _torch(torch_build, batch, shape, True), "torch",
                     "eager, channels_last memory format", variant=True)
+    yield Contender("torch.compile", _torch(torch_build, batch, shape, compiled=True),
+                    "torch", "torch.compile of the whole step (inductor, C++), NCHW",
+                    slow=True)
 
 
 LENET = Workload(

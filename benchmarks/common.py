@@ -45,6 +45,7 @@ class Workload:
     contenders: tuple[Contender, ...]
     baseline: str           # the hand-written JAX contender (fastest variant found)
     reference: str          # the PyTorch contender the table compares with
+    compiled: str = "torch.compile"  # the torch.compile contender (a third ratio column)
     notes: tuple[str, ...] = field(default_factory=tuple)
 
 
@@ -76,8 +77,19 @@ def jax_stepper(fn, carry, const, n_carry: int | None = None) -> Callable[[], No
     return step
 
 
-def torch_stepper(fn) -> Callable[[], None]:
-    """step() for a PyTorch step closure (CPU tensors run synchronously; read the loss)."""
+def torch_stepper(fn, compiled: bool = False) -> Callable[[], None]:
+    """step() for a PyTorch step closure (CPU tensors run synchronously; read the loss).
+
+    compiled: run the whole closure (forward, backward, optimizer step) under
+    `torch.compile` (inductor, C++ on the CPU); the first call compiles. Dynamo breaks
+    the graph at `loss.backward()` and compiles the optimizer step on its own, and it
+    leaves `nn.LSTM`/`nn.GRU` to eager (`torch._dynamo.config.allow_rnn` is off by
+    default): what a user gets from `torch.compile(step)`.
+    """
+    if compiled:
+        import torch
+
+        fn = torch.compile(fn)
 
     def step():
         fn().item()

@@ -211,7 +211,7 @@ def _torch(adam_kwargs=None, compiled=False):
             optimizer.step()
             return loss
 
-        return torch_stepper(torch.compile(step) if compiled else step)
+        return torch_stepper(step, compiled)
 
     return setup
 

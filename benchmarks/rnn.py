@@ -12,6 +12,8 @@ Contenders per workload:
                 a hand-written JVP rule, "custom" (the fastest on this CPU, the baseline):
                 weight tangents for all steps at once, a tangent scan carrying (dh, dc)
   pytorch       eager nn.LSTM / nn.GRU (batch_first) + nn.Linear, torch.optim.Adam defaults
+  torch.compile the same step under torch.compile (not --quick); dynamo leaves the RNN
+                eager and compiles the head, the loss and Adam
 
 The GRU is the reset-after form (r multiplies h @ U_h + b_hh, PyTorch's and cuDNN's), so
 all three compute the same function class.
@@ -310,7 +312,7 @@ GRU_BASELINE = "jax:custom"
 
 # ------------------------------------------------------------------------- PyTorch
 
-def _torch(cell):
+def _torch(cell, compiled=False):
     def setup():
         import torch
         import torch.nn.functional as F
@@ -334,7 +336,7 @@ def _torch(cell):
             optimizer.step()
             return loss
 
-        return torch_stepper(step)
+        return torch_stepper(step, compiled)
 
     return setup
 
@@ -366,6 +368,9 @@ def _contenders(cell, variants, baseline):
                             f"derivative={derivative!r}", variant=True)
     yield Contender("pytorch", _torch(cell), "torch",
                     f"eager nn.{'LSTM' if cell == 'lstm' else 'GRU'}(batch_first=True)")
+    yield Contender("torch.compile", _torch(cell, compiled=True), "torch",
+                    "torch.compile of the whole step (the RNN itself stays eager: "
+                    "dynamo's allow_rnn is off by default)", slow=True)
 
 
 _TITLE = (f"input {FEATURES}, hidden {HIDDEN}, T={STEPS}, batch {BATCH}, last h -> Dense(10), "

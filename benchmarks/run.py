@@ -236,7 +236,8 @@ def bench_workload(workload: Workload, *, rounds: int, block: int, warmup: int,
         rows[name] = {"median_ms": 1e3 * statistics.median(t), "min_ms": 1e3 * min(t),
                       "p10_ms": 1e3 * _percentile(t, 0.1), "p90_ms": 1e3 * _percentile(t, 0.9),
                       "first_call_s": first_call[name], "steps": len(t)}
-    for ref_key, ref in (("vs_baseline", workload.baseline), ("vs_reference", workload.reference)):
+    for ref_key, ref in (("vs_baseline", workload.baseline), ("vs_reference", workload.reference),
+                         ("vs_compiled", workload.compiled)):
         for name in names:
             rows[name][ref_key] = (rows[name]["median_ms"] / rows[ref]["median_ms"]
                                    if ref in rows else None)
@@ -257,6 +258,7 @@ def bench_workload(workload: Workload, *, rounds: int, block: int, warmup: int,
     return {"workload": workload.name, "title": workload.title, "rows": rows,
             "notes": {c.name: c.note for c in chosen}, "failed": failed,
             "baseline": workload.baseline, "reference": workload.reference,
+            "compiled": workload.compiled if workload.compiled in rows else None,
             "paired_jaxlayers_vs_baseline": paired, "paired_aa": paired_aa,
             "rounds": rounds, "block": block, "load_before": load_before,
             "load_after": load_after, "timing_s": elapsed,
@@ -289,14 +291,16 @@ def verdict(result: dict) -> str:
 
 
 def format_table(result: dict) -> str:
+    refs = [("vs_baseline", result["baseline"]), ("vs_reference", result["reference"])]
+    if result.get("compiled"):  # the torch.compile column, when that contender ran
+        refs.append(("vs_compiled", result["compiled"]))
     head = ("contender", "first call s", "median ms", "min ms", "p10-p90 ms",
-            f"/ {result['baseline']}", f"/ {result['reference']}")
+            *(f"/ {name}" for _, name in refs))
     lines = [head]
     for name, r in result["rows"].items():
         lines.append((name, f"{r['first_call_s']:.2f}", f"{r['median_ms']:.3f}",
                       f"{r['min_ms']:.3f}", f"{r['p10_ms']:.3f}-{r['p90_ms']:.3f}",
-                      "-" if r["vs_baseline"] is None else f"{r['vs_baseline']:.3f}",
-                      "-" if r["vs_reference"] is None else f"{r['vs_reference']:.3f}"))
+                      *("-" if r.get(key) is None else f"{r[key]:.3f}" for key, _ in refs)))
     widths = [max(len(row[i]) for row in lines) for i in range(len(head))]
     out = []
     for k, row in enumerate(lines):

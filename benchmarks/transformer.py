@@ -15,6 +15,7 @@ Contenders:
   pytorch          nn.TransformerEncoder(nn.TransformerEncoderLayer(128, 4, 512,
                    dropout=0, activation="gelu", batch_first=True, norm_first=True), 2,
                    norm=nn.LayerNorm(128)) + mean + nn.Linear, torch.optim.Adam defaults
+  torch.compile    the same step under torch.compile (inductor; not --quick)
 
 All compute the same function class; tests/test_benchmarks.py checks that the hand-written
 forward equals the library's on the same weights.
@@ -26,6 +27,7 @@ first train step (trace + compile) of 2, 8 and 32 blocks, unrolled vs `scan=True
 from __future__ import annotations
 
 import argparse
+import functools
 import sys
 import time
 from pathlib import Path
@@ -172,9 +174,10 @@ def _handwritten(form="heads-first", donate=True):
 
 # ----------------------------------------------------------------------------- PyTorch
 
-def setup_torch(autocast=None):
+def setup_torch(autocast=None, compiled=False):
     """PyTorch's step; autocast (e.g. torch.bfloat16) runs the forward under
-    torch.autocast("cpu", dtype=autocast), the loss in float32 (benchmarks/precision.py)."""
+    torch.autocast("cpu", dtype=autocast), the loss in float32 (benchmarks/precision.py);
+    compiled runs the whole step under torch.compile."""
     import contextlib
 
     import torch
@@ -204,7 +207,7 @@ def setup_torch(autocast=None):
         optimizer.step()
         return loss
 
-    return torch_stepper(step)
+    return torch_stepper(step, compiled)
 
 
 WORKLOAD = Workload(
@@ -227,6 +230,8 @@ WORKLOAD = Workload(
                   "heads-first, no donation", variant=True),
         Contender("pytorch", setup_torch, "torch",
                   "eager nn.TransformerEncoder(norm_first=True), torch.optim.Adam"),
+        Contender("torch.compile", functools.partial(setup_torch, compiled=True), "torch",
+                  "torch.compile of the whole step (inductor, C++)", slow=True),
     ),
     baseline="jax",
     reference="pytorch",

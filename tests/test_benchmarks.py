@@ -92,6 +92,28 @@ def test_contender_filter_keeps_the_named_variant_next_to_jaxlayers_and_the_base
     assert set(result["rows"]) == {"jaxlayers", "jax", "jaxlayers:fused+custom"}
 
 
+def test_every_workload_has_a_torch_compile_contender_and_the_table_shows_its_ratio():
+    run = _import("run")
+    for name in ("mlp", "lenet5", "resblock", "convstack", "lstm", "gru", "transformer"):
+        workload = run.load_workload(name)
+        compiled = [c for c in workload.contenders if c.name == workload.compiled]
+        assert len(compiled) == 1 and compiled[0].slow and compiled[0].kind == "torch", name
+    rows = {"jaxlayers": dict(first_call_s=1.0, median_ms=6.0, min_ms=5.0, p10_ms=5.5,
+                              p90_ms=7.0, vs_baseline=1.2, vs_reference=3.0, vs_compiled=1.5),
+            "torch.compile": dict(first_call_s=30.0, median_ms=4.0, min_ms=3.5, p10_ms=3.8,
+                                  p90_ms=4.4, vs_baseline=0.8, vs_reference=2.0,
+                                  vs_compiled=1.0)}
+    result = {"rows": rows, "baseline": "jax", "reference": "pytorch",
+              "compiled": "torch.compile"}
+    head, _, first, second = run.format_table(result).splitlines()
+    assert head.split()[-2:] == ["/", "torch.compile"]
+    assert first.split()[-3:] == ["1.200", "3.000", "1.500"]
+    assert second.split()[-1] == "1.000"
+    # without the torch.compile contender (--quick) the column is left out
+    result["compiled"] = None
+    assert "torch.compile" not in run.format_table(result).splitlines()[0]
+
+
 def test_kv_cache_benchmark_runs_and_both_paths_agree():
     result = _import("generate").main(["--tokens", "6", "--repeats", "1"])
     assert result["same"] and result["cached_s"] > 0 and result["recompute_s"] > 0
