@@ -118,10 +118,9 @@ FITS = dict(activation="tanh", recurrent_activation="sigmoid", go_backwards=Fals
 def test_the_rule_takes_cudnn_on_cuda_only_and_only_when_asked(backend, want):
     for padding in ("lengths", "none"):
         config = {**FITS, "padding": padding}
-        assert _cudnn.uses_cudnn(backend, implementation="cudnn", derivative=None,
-                                 **config) is want
+        assert _cudnn.uses_cudnn(backend, implementation="cudnn", **config) is want
         # opt-in: never by default, not even on CUDA with cuDNN's configuration
-        assert not _cudnn.uses_cudnn(backend, implementation=None, derivative=None, **config)
+        assert not _cudnn.uses_cudnn(backend, implementation=None, **config)
 
 
 @pytest.mark.parametrize("change, reason", [
@@ -137,15 +136,13 @@ def test_the_rule_keeps_the_scan_where_cudnn_computes_something_else(change, rea
     config = {**FITS, **change}
     (got,) = _cudnn.cudnn_misfits(**config)
     assert got.startswith(reason), got
-    assert not _cudnn.uses_cudnn("cuda", implementation="cudnn", derivative=None, **config)
+    assert not _cudnn.uses_cudnn("cuda", implementation="cudnn", **config)
 
 
-def test_the_rule_keeps_the_scan_when_a_formulation_or_derivative_is_asked_for():
+def test_the_rule_keeps_the_scan_when_another_formulation_is_asked_for():
     assert _cudnn.cudnn_misfits(**{**FITS, "activation": jl.activations.tanh}) == []
-    for implementation, derivative in (("inside", None), ("hoisted", None),
-                                       (None, "custom"), (None, "autodiff")):
-        assert not _cudnn.uses_cudnn("cuda", implementation=implementation,
-                                     derivative=derivative, **FITS)
+    for implementation in ("inside", "hoisted", "fused", None):
+        assert not _cudnn.uses_cudnn("cuda", implementation=implementation, **FITS)
 
 
 # --------------------------------------------------------------------------- dispatch

@@ -71,12 +71,12 @@ def cudnn_misfits(*, activation, recurrent_activation, go_backwards: bool,
     return reasons
 
 
-def uses_cudnn(backend_name: str, *, implementation, derivative, **config) -> bool:
+def uses_cudnn(backend_name: str, *, implementation, **config) -> bool:
     """The rule: cuDNN only when implementation="cudnn" was asked for, on the "cuda"
     backend, with a configuration `cudnn_misfits(**config)` finds nothing against (the
     layer raises a ValueError naming the misfit otherwise); the scan in every other case,
-    the GPU included (see the module docstring for why it is opt-in)."""
-    del derivative  # implementation="cudnn" with a derivative is refused when built
+    the GPU included (see the module docstring for why it is opt-in). A derivative= next
+    to implementation="cudnn" is refused when the layer is built, so it is not read here."""
     return (implementation == "cudnn" and backend_name == "cuda"
             and not cudnn_misfits(**config))
 

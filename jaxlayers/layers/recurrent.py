@@ -182,7 +182,7 @@ def _layer(kind: _Kind, *, return_sequences, return_state, go_backwards, unroll,
                       go_backwards=go_backwards, recurrent_dropout=recurrent_dropout,
                       padding=padding, dtype=compute)
         backend = _cudnn.backend()
-        if not _cudnn.uses_cudnn(backend, implementation="cudnn", derivative=None, **config):
+        if not _cudnn.uses_cudnn(backend, implementation="cudnn", **config):
             why = "; ".join(_cudnn.cudnn_misfits(**config) + ([] if backend == "cuda" else [
                 f"the backend is {backend!r}, and jax.experimental.rnn.lstm runs on CUDA "
                 f"GPUs only"]))
@@ -301,7 +301,8 @@ def SimpleRNN(units: int, *, activation="tanh", use_bias: bool = True,
 
     Shapes: x (N, T, D) -> (N, units), or (N, T, units) with return_sequences.
     params {"kernel": (D, units), "recurrent_kernel": (units, units), "bias": (units,)}:
-    units * (D + units + 1) numbers (seed 003: 256 * (100 + 256 + 1) = 91,392). state {} (stateful: the carry).
+    units * (D + units + 1) numbers (seed 003: 256 * (100 + 256 + 1) = 91,392).
+    state {} (stateful: the carry).
 
     Example:
       >>> import jax, jax.numpy as jnp, numpy as np, jaxlayers as jl
