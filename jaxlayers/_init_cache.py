@@ -6,9 +6,12 @@ of compile under `jax.jit(init)`. An init called on a traced key (a user's jit, 
 eval_shape) therefore traces the raw init once per (layer, input spec, key type),
 re-evaluates its jaxpr with the independent random ops of each dependency level batched
 into one call (vmap over stacked keys: the same bits as one call per key), and keeps
-that as a jitted function. On a concrete key init runs op by op as before: compiling
-one program per model measured no faster than the small per-shape kernels (shared by
-every model in the process) and made the test suite slower (benchmarks/README.md,
+that as a jitted function; with threefry keys and the partitionable scheme (jax's default)
+the batched calls hash through a written-out threefry that XLA fuses into one loop
+(`_threefry2x32`), not jax's primitive, which XLA:CPU runs as a 5-pass while loop. On
+a concrete key init runs op by op as before: compiling one program per model measured
+no faster than the small per-shape kernels (shared by every model in the process) and
+made the test suite slower (benchmarks/README.md,
 "init against Flax linen").
 
 This module reads jaxprs (equations, their params and contexts): a JAX upgrade that
@@ -106,16 +109,73 @@ def _group_of(eqn):
             tuple((v.aval.shape, v.aval.dtype) for v in eqn.invars))
 
 
+# Threefry-2x32 written out in jnp. jax lowers its threefry2x32 primitive on CPU as a 5-trip
+# while loop (to keep compile time down), and XLA:CPU then runs it as 5 passes over two
+# full-size uint32 arrays: 3.7-5.4 s for VGG-16's 102,760,448-number kernel, at load 6.
+# The same 20 rounds unrolled fuse with the iota of the counters into one elementwise
+# loop: 0.3-0.4 s, and a smaller compile (0.06 s against 0.26 s), with the same bits
+# (tests/test_init_speed.py pins them to jax.random's). Used for threefry keys under the
+# partitionable scheme (jax's default), whose counters are the flat index of each number.
+_ROTATIONS = ((13, 15, 26, 6), (17, 29, 16, 24))
+
+
+def _rotate_left(x, r):
+    return (x << np.uint32(r)) | (x >> np.uint32(32 - r))
+
+
+def _threefry2x32(k1, k2, x0, x1):
+    """Threefry-2x32, 20 rounds (Salmon et al. 2011; jax's threefry2x32): key words k1, k2
+    and counter words x0, x1 (uint32, broadcast together) -> the two hashed words."""
+    ks = (k1, k2, k1 ^ k2 ^ np.uint32(0x1BD11BDA))
+    x0, x1 = x0 + ks[0], x1 + ks[1]
+    for i in range(5):
+        for r in _ROTATIONS[i % 2]:
+            x0 = x0 + x1
+            x1 = x0 ^ _rotate_left(x1, r)
+        x0, x1 = x0 + ks[(i + 1) % 3], x1 + ks[(i + 2) % 3] + np.uint32(i + 1)
+    return x0, x1
+
+
+def _unrolled(eqn, size) -> bool:
+    """Whether a group of `eqn`s runs through `_threefry2x32` (else jax's primitive): the
+    partitionable scheme, counters below 2**32, and 8-32 bit numbers."""
+    return (jax.config.jax_threefry_partitionable and size < 2 ** 32
+            and eqn.params.get("bit_width", 32) <= 32)
+
+
+def _hash_counters(keys, size):
+    """The two threefry words of counters 0..size-1 under each of the stacked `keys`
+    (k,): two uint32 (k, size) arrays, as jax's partitionable scheme computes them."""
+    data = jax.random.key_data(keys)
+    counter = jax.lax.broadcasted_iota(jnp.uint32, (1, size), 1)
+    return _threefry2x32(data[:, :1], data[:, 1:], jnp.zeros_like(counter), counter)
+
+
 def _run_batched(group):
     """One call for a group of ready random ops; each op's outputs get their slice."""
     eqn = group[0][0]
+    keys = jnp.stack([ins[0][0] for _, ins, _ in group])
     if eqn.primitive is _prng.random_bits_p:
         sizes = [math.prod(e.params["shape"]) for e, _, _ in group]
-        keys = jnp.stack([ins[0][0] for _, ins, _ in group])
-        bits = _prng.random_bits_p.bind(keys, bit_width=eqn.params["bit_width"],
-                                        shape=(max(sizes),))
+        if _unrolled(eqn, max(sizes)):
+            x0, x1 = _hash_counters(keys, max(sizes))
+            bits = (x0 ^ x1).astype(jnp.dtype(f"uint{eqn.params['bit_width']}"))
+        else:
+            bits = _prng.random_bits_p.bind(keys, bit_width=eqn.params["bit_width"],
+                                            shape=(max(sizes),))
         results = [bits[i, :n].reshape(e.params["shape"])
                    for i, (n, (e, _, _)) in enumerate(zip(sizes, group))]
+    elif eqn.primitive is _prng.random_split_p and _unrolled(eqn, math.prod(eqn.params["shape"])):
+        shape = eqn.params["shape"]
+        words = _hash_counters(keys, math.prod(shape))
+        data = jnp.stack(words, axis=-1).reshape(len(group), *shape, 2)
+        results = list(jax.random.wrap_key_data(data, impl=jax.random.key_impl(keys)))
+    elif eqn.primitive is _prng.random_fold_in_p and _unrolled(eqn, 1):
+        data = jax.random.key_data(keys)
+        message = jnp.stack([jnp.asarray(ins[1][0], jnp.uint32) for _, ins, _ in group])
+        words = _threefry2x32(data[:, 0], data[:, 1], jnp.zeros_like(message), message)
+        results = list(jax.random.wrap_key_data(jnp.stack(words, axis=-1),
+                                                impl=jax.random.key_impl(keys)))
     else:
         args = [jnp.stack([jnp.asarray(ins[i][0], v.aval.dtype) for _, ins, _ in group])
                 for i, v in enumerate(eqn.invars)]
