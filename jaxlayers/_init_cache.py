@@ -6,13 +6,13 @@ of compile under `jax.jit(init)`. An init called on a traced key (a user's jit, 
 eval_shape) therefore traces the raw init once per (layer, input spec, key type),
 re-evaluates its jaxpr with the independent random ops of each dependency level batched
 into one call (vmap over stacked keys: the same bits as one call per key), and keeps
-that as a jitted function; with threefry keys and the partitionable scheme (jax's default)
-the batched calls hash through a written-out threefry that XLA fuses into one loop
-(`_threefry2x32`), not jax's primitive, which XLA:CPU runs as a 5-pass while loop. On
-a concrete key init runs op by op as before: compiling one program per model measured
-no faster than the small per-shape kernels (shared by every model in the process) and
-made the test suite slower (benchmarks/README.md,
-"init against Flax linen").
+that as a jitted function; with threefry keys and the partitionable scheme (jax's
+default) the batched random bits come from a written-out threefry that XLA fuses with
+their consumer (`_threefry_bits`), not from jax's primitive, which XLA:CPU runs as a
+5-pass while loop. On a concrete key init runs op by op as before: compiling one
+program per model measured no faster than the small per-shape kernels (shared by every
+model in the process) and made the test suite slower (benchmarks/README.md, "init
+against Flax linen").
 
 This module reads jaxprs (equations, their params and contexts): a JAX upgrade that
 changes those internals shows first as a failure of tests/test_init_speed.py, which pins
@@ -109,13 +109,15 @@ def _group_of(eqn):
             tuple((v.aval.shape, v.aval.dtype) for v in eqn.invars))
 
 
-# Threefry-2x32 written out in jnp. jax lowers its threefry2x32 primitive on CPU as a 5-trip
-# while loop (to keep compile time down), and XLA:CPU then runs it as 5 passes over two
-# full-size uint32 arrays: 3.7-5.4 s for VGG-16's 102,760,448-number kernel, at load 6.
-# The same 20 rounds unrolled fuse with the iota of the counters into one elementwise
-# loop: 0.3-0.4 s, and a smaller compile (0.06 s against 0.26 s), with the same bits
-# (tests/test_init_speed.py pins them to jax.random's). Used for threefry keys under the
-# partitionable scheme (jax's default), whose counters are the flat index of each number.
+# Threefry-2x32 written out in jnp, for random bits. jax lowers its threefry2x32 primitive
+# on CPU as a 5-trip while loop (to keep compile time down), and XLA:CPU runs it as 5
+# passes over two full-size uint32 arrays: 3.7-5.4 s for VGG-16's 102,760,448-number
+# kernel at load 6. The 20 rounds written out fuse with the counters' iota, and with the
+# consumer of the bits (the uniform or normal transform), into one elementwise loop:
+# 0.3-0.4 s, and each such fusion compiles faster than the loop. The bits are jax's
+# (tests/test_init_speed.py pins them). Key derivations (fold_in, split) stay on jax's
+# primitive: their few numbers feed many consumers, and XLA copied the written-out rounds
+# into each one (ResNet-50's init compiled in 9.2 s of CPU against 5.6 s).
 _ROTATIONS = ((13, 15, 26, 6), (17, 29, 16, 24))
 
 
@@ -136,46 +138,29 @@ def _threefry2x32(k1, k2, x0, x1):
     return x0, x1
 
 
-def _unrolled(eqn, size) -> bool:
-    """Whether a group of `eqn`s runs through `_threefry2x32` (else jax's primitive): the
-    partitionable scheme, counters below 2**32, and 8-32 bit numbers."""
-    return (jax.config.jax_threefry_partitionable and size < 2 ** 32
-            and eqn.params.get("bit_width", 32) <= 32)
-
-
-def _hash_counters(keys, size):
-    """The two threefry words of counters 0..size-1 under each of the stacked `keys`
-    (k,): two uint32 (k, size) arrays, as jax's partitionable scheme computes them."""
+def _threefry_bits(keys, bit_width: int, size: int):
+    """random_bits(key, bit_width, (size,)) for each of the stacked threefry `keys` (k,):
+    (k, size) uint<bit_width>, as jax's partitionable scheme computes them: the two hashed
+    words of counter i = (0, i), xor-ed (then truncated below 32 bits)."""
     data = jax.random.key_data(keys)
     counter = jax.lax.broadcasted_iota(jnp.uint32, (1, size), 1)
-    return _threefry2x32(data[:, :1], data[:, 1:], jnp.zeros_like(counter), counter)
+    x0, x1 = _threefry2x32(data[:, :1], data[:, 1:], jnp.zeros_like(counter), counter)
+    return (x0 ^ x1).astype(jnp.dtype(f"uint{bit_width}"))
 
 
 def _run_batched(group):
     """One call for a group of ready random ops; each op's outputs get their slice."""
     eqn = group[0][0]
-    keys = jnp.stack([ins[0][0] for _, ins, _ in group])
     if eqn.primitive is _prng.random_bits_p:
         sizes = [math.prod(e.params["shape"]) for e, _, _ in group]
-        if _unrolled(eqn, max(sizes)):
-            x0, x1 = _hash_counters(keys, max(sizes))
-            bits = (x0 ^ x1).astype(jnp.dtype(f"uint{eqn.params['bit_width']}"))
-        else:
-            bits = _prng.random_bits_p.bind(keys, bit_width=eqn.params["bit_width"],
-                                            shape=(max(sizes),))
+        keys = jnp.stack([ins[0][0] for _, ins, _ in group])
+        width, size = eqn.params["bit_width"], max(sizes)
+        if jax.config.jax_threefry_partitionable and width <= 32 and size < 2 ** 32:
+            bits = _threefry_bits(keys, width, size)
+        else:  # 64 bits, or the original scheme: jax's primitive
+            bits = _prng.random_bits_p.bind(keys, bit_width=width, shape=(size,))
         results = [bits[i, :n].reshape(e.params["shape"])
                    for i, (n, (e, _, _)) in enumerate(zip(sizes, group))]
-    elif eqn.primitive is _prng.random_split_p and _unrolled(eqn, math.prod(eqn.params["shape"])):
-        shape = eqn.params["shape"]
-        words = _hash_counters(keys, math.prod(shape))
-        data = jnp.stack(words, axis=-1).reshape(len(group), *shape, 2)
-        results = list(jax.random.wrap_key_data(data, impl=jax.random.key_impl(keys)))
-    elif eqn.primitive is _prng.random_fold_in_p and _unrolled(eqn, 1):
-        data = jax.random.key_data(keys)
-        message = jnp.stack([jnp.asarray(ins[1][0], jnp.uint32) for _, ins, _ in group])
-        words = _threefry2x32(data[:, 0], data[:, 1], jnp.zeros_like(message), message)
-        results = list(jax.random.wrap_key_data(jnp.stack(words, axis=-1),
-                                                impl=jax.random.key_impl(keys)))
     else:
         args = [jnp.stack([jnp.asarray(ins[i][0], v.aval.dtype) for _, ins, _ in group])
                 for i, v in enumerate(eqn.invars)]
