@@ -17,6 +17,8 @@ model construction are not timed), median over `--repeats` runs in shuffled orde
   jit-raw     the same over jaxlayers' raw path (what `jax.jit(init)` compiled before)
   step        the first train step (trace + compile + one Adam step, softmax
               cross-entropy), after an init that is not timed
+Each is recorded in wall seconds and in CPU seconds of the process (all threads;
+`time.process_time`), which other work on a loaded machine disturbs less.
 
 `python benchmarks/init.py [--repeats 3] [--only resnet50] [--measure init]`.
 Needs flax (`pip install jaxlayers[bench]`).
@@ -142,7 +144,8 @@ def _timed(fn):
 
 
 def _jit_parts(fn, *args):
-    """trace, lower, compile and run seconds of jax.jit(fn)(*args), and the total."""
+    """trace, lower, compile and run seconds of jax.jit(fn)(*args), the total, and its CPU
+    seconds (all threads)."""
     import jax
 
     t0, cpu = time.perf_counter(), time.process_time()
@@ -154,7 +157,8 @@ def _jit_parts(fn, *args):
     t3 = time.perf_counter()
     jax.block_until_ready(compiled(*args))
     t4 = time.perf_counter()
-    return {"seconds": t4 - t0, "cpu": time.process_time() - cpu, "trace": t1 - t0, "lower": t2 - t1, "compile": t3 - t2,
+    return {"seconds": t4 - t0, "cpu": time.process_time() - cpu, "trace": t1 - t0,
+            "lower": t2 - t1, "compile": t3 - t2,
             "run": t4 - t3, "threefry": lowered.as_text().count("call @threefry2x32")}
 
 
