@@ -117,16 +117,16 @@ def test_random_ops_are_batched_into_few_calls(monkeypatch, partitionable):
 
 
 def test_the_written_out_threefry_gives_jax_randoms_bits():
-    """8-, 16- and 32-bit draws of 3-D, odd and ~1M-number shapes, from split and folded
+    """8-, 16- and 32-bit draws of 3-D, odd and 2-D shapes, from split and folded
     keys, through `_threefry_bits`: bit for bit jax.random's."""
     def init(key, spec):
         k1, k2, k3 = jax.random.split(key, 3)
         folded = jax.random.fold_in(k3, 2 ** 31 + 7)
         params = {"u8": jax.random.bits(k1, (3, 5, 7), jnp.uint8),
                   "u16": jax.random.bits(k2, (11,), jnp.uint16),
-                  "folded": jax.random.bits(folded, (4, 9)),
+                  "folded": jax.random.bits(folded, (4, 9), jnp.uint32),
                   "grid": jax.random.key_data(jax.random.split(k1, (2, 3))),
-                  "big": jax.random.uniform(k2, (3, 333_667), minval=-2.0, maxval=0.5)}
+                  "big": jax.random.uniform(k2, (3, 40_009), jnp.float32, -2.0, 0.5)}
         return params, {}
 
     layer = jl.Layer(init, lambda p, s, x, **_: (x, s))
