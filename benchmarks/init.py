@@ -17,6 +17,8 @@ model construction are not timed), median over `--repeats` runs in shuffled orde
   jit-raw     the same over jaxlayers' raw path (what `jax.jit(init)` compiled before)
   step        the first train step (trace + compile + one Adam step, softmax
               cross-entropy), after an init that is not timed
+Each is recorded in wall seconds and in CPU seconds of the process (all threads;
+`time.process_time`), which other work on a loaded machine disturbs less.
 
 `python benchmarks/init.py [--repeats 3] [--only resnet50] [--measure init]`.
 Needs flax (`pip install jaxlayers[bench]`).
@@ -133,18 +135,20 @@ def flax_model(name):
 # ------------------------------------------------------------------------ one process
 
 def _timed(fn):
+    """{"seconds": wall, "cpu": CPU seconds of this process, all threads} of fn()."""
     import jax
 
-    start = time.perf_counter()
+    start, cpu = time.perf_counter(), time.process_time()
     jax.block_until_ready(fn())
-    return time.perf_counter() - start
+    return {"seconds": time.perf_counter() - start, "cpu": time.process_time() - cpu}
 
 
 def _jit_parts(fn, *args):
-    """trace, lower, compile and run seconds of jax.jit(fn)(*args), and the total."""
+    """trace, lower, compile and run seconds of jax.jit(fn)(*args), the total, and its CPU
+    seconds (all threads)."""
     import jax
 
-    t0 = time.perf_counter()
+    t0, cpu = time.perf_counter(), time.process_time()
     traced = jax.jit(fn).trace(*args)
     t1 = time.perf_counter()
     lowered = traced.lower()
@@ -153,7 +157,8 @@ def _jit_parts(fn, *args):
     t3 = time.perf_counter()
     jax.block_until_ready(compiled(*args))
     t4 = time.perf_counter()
-    return {"seconds": t4 - t0, "trace": t1 - t0, "lower": t2 - t1, "compile": t3 - t2,
+    return {"seconds": t4 - t0, "cpu": time.process_time() - cpu, "trace": t1 - t0,
+            "lower": t2 - t1, "compile": t3 - t2,
             "run": t4 - t3, "threefry": lowered.as_text().count("call @threefry2x32")}
 
 
@@ -220,17 +225,17 @@ def child(library: str, name: str, measure: str) -> dict:
             return jl.count_params(jax.eval_shape(init, key)[0])
 
         if measure == "step":
-            return {"seconds": _step_jaxlayers(model, x, y), "params": count()}
-        table = {"init": lambda: {"seconds": _timed(lambda: init(key))},
-                 "init-raw": lambda: {"seconds": _timed(lambda: init_raw(key))},
+            return {**_step_jaxlayers(model, x, y), "params": count()}
+        table = {"init": lambda: _timed(lambda: init(key)),
+                 "init-raw": lambda: _timed(lambda: init_raw(key)),
                  "jit-init": lambda: _jit_parts(init, key),
                  "jit-raw": lambda: _jit_parts(init_raw, key)}
         return {**table[measure](), "params": count()}
     module = flax_model(name)
     if measure == "step":
-        out = {"seconds": _step_flax(module, x, y)}
+        out = _step_flax(module, x, y)
     elif measure == "init":
-        out = {"seconds": _timed(lambda: module.init(key, x))}
+        out = _timed(lambda: module.init(key, x))
     else:
         out = _jit_parts(lambda k: module.init(k, x), key)
     variables = jax.eval_shape(lambda k: module.init(k, x), key)
@@ -276,11 +281,11 @@ def main(argv=None) -> list[dict]:
             row["load"] = _load()
             results[run].append(row)
             print(f"  {repeat} {run[0]:9s} {run[1]:11s} {run[2]:8s} {row['seconds']:7.2f} s "
-                  f"(load {row['load']})", flush=True)
+                  f"(CPU {row['cpu']:6.2f} s, load {row['load']})", flush=True)
     print(f"load average after: {_load()}\n")
     table = []
     print(f"{'model':11s} {'measure':8s} {'jaxlayers s':>11s} {'flax s':>8s} {'jl/flax':>7s}"
-          f"  parts (jaxlayers; median)")
+          f" {'CPU: jl s':>9s} {'flax s':>7s} {'ratio':>5s}  parts (jaxlayers; median)")
     for m in models:
         counts = {results[r][0]["params"] for r in results if r[1] == m}
         assert len(counts) == 1, f"{m}: parameter counts differ: {counts}"
@@ -290,6 +295,8 @@ def main(argv=None) -> list[dict]:
             med = statistics.median(r["seconds"] for r in jl_rows)
             fx_rows = results.get(("flax", m, k))
             fx = statistics.median(r["seconds"] for r in fx_rows) if fx_rows else None
+            cpu = statistics.median(r["cpu"] for r in jl_rows)
+            fx_cpu = statistics.median(r["cpu"] for r in fx_rows) if fx_rows else None
             parts = "  ".join(f"{p} {statistics.median(r[p] for r in jl_rows):.2f}"
                               for p in ("trace", "lower", "compile", "run", "threefry")
                               if p in jl_rows[0])
@@ -298,8 +305,11 @@ def main(argv=None) -> list[dict]:
                     f"{p} {statistics.median(r[p] for r in fx_rows):.2f}"
                     for p in ("compile", "threefry"))
             print(f"{m:11s} {k:8s} {med:11.2f} " + (f"{fx:8.2f} {med / fx:7.2f}" if fx
-                                                    else f"{'':8s} {'':7s}") + f"  {parts}")
+                                                    else f"{'':8s} {'':7s}")
+                  + f" {cpu:9.2f} " + (f"{fx_cpu:7.2f} {cpu / fx_cpu:5.2f}" if fx
+                                       else f"{'':7s} {'':5s}") + f"  {parts}")
             table.append({"model": m, "measure": k, "jaxlayers": med, "flax": fx,
+                          "jaxlayers_cpu": cpu, "flax_cpu": fx_cpu,
                           "params": count, "runs": jl_rows,
                           "flax_runs": fx_rows})
     if args.json:

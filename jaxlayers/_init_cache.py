@@ -6,10 +6,13 @@ of compile under `jax.jit(init)`. An init called on a traced key (a user's jit, 
 eval_shape) therefore traces the raw init once per (layer, input spec, key type),
 re-evaluates its jaxpr with the independent random ops of each dependency level batched
 into one call (vmap over stacked keys: the same bits as one call per key), and keeps
-that as a jitted function. On a concrete key init runs op by op as before: compiling
-one program per model measured no faster than the small per-shape kernels (shared by
-every model in the process) and made the test suite slower (benchmarks/README.md,
-"init against Flax linen").
+that as a jitted function; with threefry keys and the partitionable scheme (jax's
+default) the batched random bits come from a written-out threefry that XLA fuses with
+their consumer (`_threefry_bits`), not from jax's primitive, which XLA:CPU runs as a
+5-pass while loop. On a concrete key init runs op by op as before: compiling one
+program per model measured no faster than the small per-shape kernels (shared by every
+model in the process) and made the test suite slower (benchmarks/README.md, "init
+against Flax linen").
 
 This module reads jaxprs (equations, their params and contexts): a JAX upgrade that
 changes those internals shows first as a failure of tests/test_init_speed.py, which pins
@@ -106,14 +109,57 @@ def _group_of(eqn):
             tuple((v.aval.shape, v.aval.dtype) for v in eqn.invars))
 
 
+# Threefry-2x32 written out in jnp, for random bits. jax lowers its threefry2x32 primitive
+# on CPU as a rolled 5-trip while loop (unrolled on GPU), and XLA:CPU runs it as 5
+# passes over two full-size uint32 arrays: 3.7-5.4 s for VGG-16's 102,760,448-number
+# kernel at load 6. The 20 rounds written out fuse with the counters' iota, and with the
+# consumer of the bits (the uniform or normal transform), into one elementwise loop:
+# 0.3-0.4 s, and each such fusion compiles faster than the loop. The bits are jax's
+# (tests/test_init_speed.py pins them). Key derivations (fold_in, split) stay on jax's
+# primitive: their few numbers feed many consumers, and XLA copied the written-out rounds
+# into each one (ResNet-50's jitted init compiled in 9.2 s of CPU; 5.6 s with every op on
+# jax's primitive, 5.0 s with the bits alone written out).
+_ROTATIONS = ((13, 15, 26, 6), (17, 29, 16, 24))
+
+
+def _rotate_left(x, r):
+    return (x << np.uint32(r)) | (x >> np.uint32(32 - r))
+
+
+def _threefry2x32(k1, k2, x0, x1):
+    """Threefry-2x32, 20 rounds (Salmon et al. 2011; jax's threefry2x32): key words k1, k2
+    and counter words x0, x1 (uint32, broadcast together) -> the two hashed words."""
+    ks = (k1, k2, k1 ^ k2 ^ np.uint32(0x1BD11BDA))
+    x0, x1 = x0 + ks[0], x1 + ks[1]
+    for i in range(5):
+        for r in _ROTATIONS[i % 2]:
+            x0 = x0 + x1
+            x1 = x0 ^ _rotate_left(x1, r)
+        x0, x1 = x0 + ks[(i + 1) % 3], x1 + ks[(i + 2) % 3] + np.uint32(i + 1)
+    return x0, x1
+
+
+def _threefry_bits(keys, bit_width: int, size: int):
+    """random_bits(key, bit_width, (size,)) for each of the stacked threefry `keys` (k,):
+    (k, size) uint<bit_width>, as jax's partitionable scheme computes them: the two hashed
+    words of counter i = (0, i), xor-ed (then truncated below 32 bits)."""
+    data = jax.random.key_data(keys)
+    counter = jax.lax.broadcasted_iota(jnp.uint32, (1, size), 1)
+    x0, x1 = _threefry2x32(data[:, :1], data[:, 1:], jnp.zeros_like(counter), counter)
+    return (x0 ^ x1).astype(jnp.dtype(f"uint{bit_width}"))
+
+
 def _run_batched(group):
     """One call for a group of ready random ops; each op's outputs get their slice."""
     eqn = group[0][0]
     if eqn.primitive is _prng.random_bits_p:
         sizes = [math.prod(e.params["shape"]) for e, _, _ in group]
         keys = jnp.stack([ins[0][0] for _, ins, _ in group])
-        bits = _prng.random_bits_p.bind(keys, bit_width=eqn.params["bit_width"],
-                                        shape=(max(sizes),))
+        width, size = eqn.params["bit_width"], max(sizes)
+        if jax.config.jax_threefry_partitionable and width <= 32 and size < 2 ** 32:
+            bits = _threefry_bits(keys, width, size)
+        else:  # 64 bits, or the original scheme: jax's primitive
+            bits = _prng.random_bits_p.bind(keys, bit_width=width, shape=(size,))
         results = [bits[i, :n].reshape(e.params["shape"])
                    for i, (n, (e, _, _)) in enumerate(zip(sizes, group))]
     else:

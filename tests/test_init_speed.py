@@ -89,17 +89,51 @@ def _random_ops(jaxpr) -> int:
     return count
 
 
-def test_random_ops_are_batched_into_few_calls():
+@pytest.mark.parametrize("partitionable", [True, False])
+def test_random_ops_are_batched_into_few_calls(monkeypatch, partitionable):
+    """Partitionable threefry (the default): each group of bits is one written-out threefry,
+    each group of key derivations one jax random primitive; otherwise all primitives."""
+    hashes = []
+    written_out = jaxlayers._init_cache._threefry_bits
+    monkeypatch.setattr(jaxlayers._init_cache, "_threefry_bits",
+                        lambda *args: hashes.append(1) or written_out(*args))
     model = jl.serial(*[jl.Dense(n) for n in (6, 7, 6, 9, 5, 6, 7)])
     key = jax.random.key(0)
 
     def calls(init):
-        return _random_ops(jax.make_jaxpr(init)(key).jaxpr)
+        return _random_ops(jax.make_jaxpr(init)(key).jaxpr) + len(hashes)
 
-    raw, batched = calls(lambda k: _raw(model, k, (2, 4))), calls(lambda k: model.init(k, (2, 4)))
+    before = jax.config.jax_threefry_partitionable
+    jax.config.update("jax_threefry_partitionable", partitionable)
+    try:
+        raw = calls(lambda k: _raw(model, k, (2, 4)))
+        batched = calls(lambda k: model.init(k, (2, 4)))
+    finally:
+        jax.config.update("jax_threefry_partitionable", before)
     # 7 fold_ins, 7 splits (kernel, bias), 7 kernels' bits; batched: one fold_in, one
-    # split, the bits in two size classes (24..32 and 42..54 numbers)
-    assert (raw, batched) == (21, 4)
+    # split, the bits in two size classes (24..32 and 42..54 numbers); not partitionable:
+    # by exact size (24, 30, 42, 45, 54)
+    assert (raw, batched, len(hashes)) == ((21, 4, 2) if partitionable else (21, 7, 0))
+
+
+def test_the_written_out_threefry_gives_jax_randoms_bits():
+    """8-, 16- and 32-bit draws of 3-D, odd and 2-D shapes, from split and folded
+    keys, through `_threefry_bits`: bit for bit jax.random's."""
+    def init(key, spec):
+        k1, k2, k3 = jax.random.split(key, 3)
+        folded = jax.random.fold_in(k3, 2 ** 31 + 7)
+        params = {"u8": jax.random.bits(k1, (3, 5, 7), jnp.uint8),
+                  "u16": jax.random.bits(k2, (11,), jnp.uint16),
+                  "folded": jax.random.bits(folded, (4, 9), jnp.uint32),
+                  "grid": jax.random.key_data(jax.random.split(k1, (2, 3))),
+                  "big": jax.random.uniform(k2, (3, 40_009), jnp.float32, -2.0, 0.5)}
+        return params, {}
+
+    layer = jl.Layer(init, lambda p, s, x, **_: (x, s))
+    key = jax.random.key(11)
+    jaxpr = jax.make_jaxpr(lambda k: layer.init(k, (1,)))(key).jaxpr
+    assert _random_ops(jaxpr) == 3  # the 2 splits and the fold_in; none of the 5 bits
+    assert _bits(_jit(layer, key, (1,))) == _bits(_raw(layer, key, (1,)))
 
 
 def _counting_layer():
