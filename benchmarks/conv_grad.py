@@ -2,6 +2,8 @@
 
     python benchmarks/conv_grad.py                  # every shape, 15 rounds
     python benchmarks/conv_grad.py --only res64 --rounds 9
+    python benchmarks/conv_grad.py --gap            # every op of lenet5/convstack vs torch
+    python benchmarks/conv_grad.py --flags          # XLA:CPU flags, each in a subprocess
 
 Shapes: the convolutions of the lenet5 and convstack workloads (benchmarks/cnn.py) and
 the 3x3 64->64 conv of resblock. Formulations (channels-last, float32):
@@ -21,6 +23,20 @@ the 3x3 64->64 conv of resblock. Formulations (channels-last, float32):
   custom_jvp's transpose, as the layer differentiates it.
   PyTorch      torch.nn.functional.conv2d, torch.nn.grad.conv2d_input / conv2d_weight
                (NCHW), for scale.
+
+--gap: where the train step's time goes, op by op, JAX (jit; the library's kernel-gradient
+rule) against PyTorch eager (NCHW) on the same shapes: each conv's forward, input gradient
+and kernel gradient; tanh/relu forward and backward (torch's aten tanh_backward /
+threshold_backward); 2×2 average pool forward and backward (jl.AvgPool2D's vjp, aten
+avg_pool2d_backward); global average pool. Each op's pair is timed interleaved (rounds
+of 5 calls, shuffled order); the table gives medians and minima and weights each op by
+its count in the step.
+
+--flags: each XLA_FLAGS setting in FLAGS in its own subprocess (flags are read once per
+process), alternating with no-flag subprocesses: median and minimum of the lenet5 and
+convstack library train steps (benchmarks/cnn.py models), ratios to the two neighbouring
+baselines, and which library calls (YNNPACK / oneDNN fusions, Eigen convolution / dot)
+the compiled gradient of a small conv + dense program contains under that setting.
 
 Method as benchmarks/run.py: every function is compiled and warmed up, then timed in
 rounds; each round runs every contender once (one untimed call, then one timed call) in
@@ -175,13 +191,291 @@ def measure(name, rounds, seed=0, log=print):
     return medians, load
 
 
+# (workload, label, count in the step, op, shape args); conv ops: (batch, (H, W, C),
+# kernel, filters, stride, pad); elementwise/pool ops: (batch, H, W, C)
+GAP = [
+    ("lenet5", "conv1 1->6 5x5 fwd", 1, "conv fwd", (128, (32, 32, 1), 5, 6, 1, 0)),
+    ("lenet5", "conv1 kernel grad", 1, "conv kgrad", (128, (32, 32, 1), 5, 6, 1, 0)),
+    ("lenet5", "tanh 28x28x6 fwd", 1, "tanh fwd", (128, 28, 28, 6)),
+    ("lenet5", "tanh 28x28x6 bwd", 1, "tanh bwd", (128, 28, 28, 6)),
+    ("lenet5", "avgpool 28x28x6 fwd", 1, "pool fwd", (128, 28, 28, 6)),
+    ("lenet5", "avgpool 28x28x6 bwd", 1, "pool bwd", (128, 28, 28, 6)),
+    ("lenet5", "conv2 6->16 5x5 fwd", 1, "conv fwd", (128, (14, 14, 6), 5, 16, 1, 0)),
+    ("lenet5", "conv2 input grad", 1, "conv igrad", (128, (14, 14, 6), 5, 16, 1, 0)),
+    ("lenet5", "conv2 kernel grad", 1, "conv kgrad", (128, (14, 14, 6), 5, 16, 1, 0)),
+    ("lenet5", "tanh 10x10x16 fwd", 1, "tanh fwd", (128, 10, 10, 16)),
+    ("lenet5", "tanh 10x10x16 bwd", 1, "tanh bwd", (128, 10, 10, 16)),
+    ("lenet5", "avgpool 10x10x16 fwd", 1, "pool fwd", (128, 10, 10, 16)),
+    ("lenet5", "avgpool 10x10x16 bwd", 1, "pool bwd", (128, 10, 10, 16)),
+    ("convstack", "conv 3->32 fwd", 1, "conv fwd", (64, (32, 32, 3), 3, 32, 1, 1)),
+    ("convstack", "conv 3->32 kernel grad", 1, "conv kgrad", (64, (32, 32, 3), 3, 32, 1, 1)),
+    ("convstack", "conv 32->32 fwd", 2, "conv fwd", (64, (32, 32, 32), 3, 32, 1, 1)),
+    ("convstack", "conv 32->32 input grad", 2, "conv igrad", (64, (32, 32, 32), 3, 32, 1, 1)),
+    ("convstack", "conv 32->32 kernel grad", 2, "conv kgrad", (64, (32, 32, 32), 3, 32, 1, 1)),
+    ("convstack", "conv 32->64 /2 fwd", 1, "conv fwd", (64, (32, 32, 32), 3, 64, 2, 1)),
+    ("convstack", "conv 32->64 /2 input grad", 1, "conv igrad", (64, (32, 32, 32), 3, 64, 2, 1)),
+    ("convstack", "conv 32->64 /2 kernel grad", 1, "conv kgrad",
+     (64, (32, 32, 32), 3, 64, 2, 1)),
+    ("convstack", "conv 64->64 fwd", 2, "conv fwd", (64, (16, 16, 64), 3, 64, 1, 1)),
+    ("convstack", "conv 64->64 input grad", 2, "conv igrad", (64, (16, 16, 64), 3, 64, 1, 1)),
+    ("convstack", "conv 64->64 kernel grad", 2, "conv kgrad", (64, (16, 16, 64), 3, 64, 1, 1)),
+    ("convstack", "relu 32x32x32 fwd", 3, "relu fwd", (64, 32, 32, 32)),
+    ("convstack", "relu 32x32x32 bwd", 3, "relu bwd", (64, 32, 32, 32)),
+    ("convstack", "relu 16x16x64 fwd", 3, "relu fwd", (64, 16, 16, 64)),
+    ("convstack", "relu 16x16x64 bwd", 3, "relu bwd", (64, 16, 16, 64)),
+    ("convstack", "global avg pool 16x16x64 fwd", 1, "gap fwd", (64, 16, 16, 64)),
+]
+
+
+def _gap_pair(op, shape):
+    """(jax step, torch step) for one op of GAP: zero-argument, blocking."""
+    import jax
+    import jax.numpy as jnp
+    import torch
+
+    import jaxlayers as jl
+    from jaxlayers.layers import _conv_cpu as cc
+
+    rng = np.random.default_rng(0)
+    F = torch.nn.functional
+    aten = torch.ops.aten
+    torch.set_num_threads(num_threads())
+
+    def nchw(a):
+        return torch.from_numpy(np.array(a).transpose(0, 3, 1, 2).copy())
+
+    def jax_run(fn, *args):
+        fn = jax.jit(fn)
+        return lambda: jax.block_until_ready(fn(*args))
+
+    def torch_run(fn):
+        def run():
+            with torch.no_grad():
+                fn()
+        return run
+
+    if op.startswith("conv"):
+        batch, (h, w, c), k, f, s, p = shape
+        x = jnp.asarray(rng.standard_normal((batch, h, w, c), dtype=np.float32))
+        kern = jnp.asarray(rng.standard_normal((k, k, c, f), dtype=np.float32))
+        strides, pads = (s, s), ((p, p), (p, p))
+        method = cc.choose("cpu", 2, c, 1)
+
+        def fwd(x, kern):
+            return cc.conv(x, kern, strides, pads, (1, 1), 1, method)
+
+        g = jnp.asarray(rng.standard_normal(fwd(x, kern).shape, dtype=np.float32))
+        tk = torch.from_numpy(np.asarray(kern).transpose(3, 2, 0, 1).copy())
+        tx, tg = nchw(x), nchw(g)
+        if op == "conv fwd":
+            return (jax_run(fwd, x, kern),
+                    torch_run(lambda: F.conv2d(tx, tk, stride=s, padding=p)))
+        if op == "conv igrad":
+            return (jax_run(lambda x, kern, g: jax.vjp(lambda x: fwd(x, kern), x)[1](g)[0],
+                            x, kern, g),
+                    torch_run(lambda: torch.nn.grad.conv2d_input(tx.shape, tk, tg, stride=s,
+                                                                 padding=p)))
+        return (jax_run(lambda x, kern, g: jax.vjp(lambda kern: fwd(x, kern), kern)[1](g)[0],
+                        x, kern, g),
+                torch_run(lambda: torch.nn.grad.conv2d_weight(tx, tk.shape, tg, stride=s,
+                                                              padding=p)))
+    x = jnp.asarray(rng.standard_normal(shape, dtype=np.float32))
+    tx = nchw(x)
+    pool = jl.AvgPool2D(2)
+
+    def pooled(x):
+        return pool.apply({}, {}, x)[0]
+
+    if op in ("tanh fwd", "relu fwd"):
+        jfn, tfn = (jnp.tanh, torch.tanh) if op == "tanh fwd" else (jax.nn.relu, F.relu)
+        return jax_run(jfn, x), torch_run(lambda: tfn(tx))
+    if op in ("tanh bwd", "relu bwd"):
+        jfn = jnp.tanh if op == "tanh bwd" else jax.nn.relu
+        ty = torch.tanh(tx) if op == "tanh bwd" else F.relu(tx)
+        back = ((lambda: aten.tanh_backward(tx, ty)) if op == "tanh bwd" else
+                (lambda: aten.threshold_backward(tx, ty, 0)))
+        return jax_run(lambda x, g: jax.vjp(jfn, x)[1](g)[0], x, x), torch_run(back)
+    if op == "pool fwd":
+        return jax_run(pooled, x), torch_run(lambda: F.avg_pool2d(tx, 2))
+    if op == "pool bwd":
+        g = jnp.asarray(pooled(x))
+        tg = nchw(g)
+        return (jax_run(lambda x, g: jax.vjp(pooled, x)[1](g)[0], x, g),
+                torch_run(lambda: aten.avg_pool2d_backward(tg, tx, [2, 2], [2, 2], [0, 0],
+                                                           False, True, None)))
+    if op == "gap fwd":
+        return jax_run(lambda x: x.mean(axis=(1, 2)), x), torch_run(lambda: tx.mean((2, 3)))
+    raise ValueError(f"unknown op {op!r}")
+
+
+def _interleaved(steps, rounds, block):
+    """{name: (median, minimum) seconds} over rounds of `block` calls each, the steps in a
+    shuffled (seeded) order per round, one untimed call before each block. The minimum
+    is the figure to compare under load: PyTorch's OpenMP threads stall when the 2 cores
+    are shared (the median of a 0.2 ms torch.tanh reached 8 ms at load 5), XLA's pool
+    much less."""
+    times = {name: [] for name in steps}
+    order = list(steps)
+    rng = random.Random(0)
+    for _ in range(rounds):
+        rng.shuffle(order)
+        for name in order:
+            steps[name]()
+            for _ in range(block):
+                start = time.perf_counter()
+                steps[name]()
+                times[name].append(time.perf_counter() - start)
+    return {name: (statistics.median(v), min(v)) for name, v in times.items()}
+
+
+def gap(workloads, rounds, block, log=print):
+    """Time every op of GAP for `workloads`, JAX against torch; log a markdown table."""
+    rows = []
+    for workload, label, count, op, shape in GAP:
+        if workload not in workloads:
+            continue
+        jax_step, torch_step = _gap_pair(op, shape)
+        for step in (jax_step, torch_step):  # compile, warm up
+            step()
+            step()
+        got = _interleaved({"jax": jax_step, "torch": torch_step}, rounds, block)
+        rows.append((workload, label, count, *got["jax"], *got["torch"], os.getloadavg()[0]))
+    log("| workload | op | × in step | JAX median ms | PyTorch median ms | JAX min ms | "
+        "PyTorch min ms | JAX / PyTorch (min) | load |\n"
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|")
+    for workload, label, count, jm, jn, tm, tn, load in rows:
+        log(f"| {workload} | {label} | {count} | {1e3 * jm:.3f} | {1e3 * tm:.3f} | "
+            f"{1e3 * jn:.3f} | {1e3 * tn:.3f} | {jn / tn:.2f} | {load:.1f} |")
+    for workload in workloads:
+        mine = [r for r in rows if r[0] == workload]
+        jm, tm, jn, tn = (1e3 * sum(r[2] * r[i] for r in mine) for i in (3, 5, 4, 6))
+        log(f"| {workload} | **sum × count** | | {jm:.2f} | {tm:.2f} | {jn:.2f} | {tn:.2f} | "
+            f"{jn / tn:.2f} | |")
+    return rows
+
+
+# XLA:CPU flags of jaxlib 0.10.2 (names from the strings of jaxlib/libjax_common.so; an
+# invalid value makes XLA print every flag with its default and help). By default
+# jaxlib 0.10.2 runs convolutions and dots as YNNPACK fusions ("__ynn_fusion").
+FLAGS = [
+    # overwrite YNN's list with dots only: convolutions go back to Eigen
+    "--xla_cpu_experimental_ynn_fusion_type=dot",
+    # dots (not convolutions) as oneDNN fusions
+    "--xla_cpu_use_onednn=true --xla_cpu_experimental_onednn_fusion_type=dot",
+    # elementwise ops into YNN fusions too
+    "--xla_cpu_experimental_ynn_fusion_type=+eltwise",
+    "--xla_cpu_use_onednn=true",  # alone: the program does not change
+    "--xla_cpu_use_xnnpack=false",  # the program does not change (YNN stays)
+    "--xla_cpu_multi_thread_eigen=false",
+    "--xla_cpu_enable_fast_math=true",
+]
+
+
+def _fusion_kinds():
+    """Counts of library-call kinds in the compiled gradient of a conv + dense program."""
+    import collections
+    import re
+
+    import jax
+    import jax.numpy as jnp
+    from jax import lax
+
+    def f(x, k, w):
+        y = jax.nn.relu(lax.conv_general_dilated(x, k, (1, 1), "SAME",
+                                                 dimension_numbers=("NHWC", "HWIO", "NHWC")))
+        return jnp.tanh(y.reshape(-1, 512)[:64] @ w).sum()
+
+    args = (jnp.ones((8, 16, 16, 32)), jnp.ones((3, 3, 32, 32)), jnp.ones((512, 64)))
+    text = jax.jit(jax.grad(f, argnums=(1, 2))).lower(*args).compile().as_text()
+    entry = text[text.index("ENTRY"):]
+    kinds = collections.Counter(re.findall(r'"kind":"(__\w+)"', entry))
+    kinds.update(re.findall(r"= \S+ (convolution|dot)\(", entry))
+    return " ".join(f"{k.strip('_')}:{v}" for k, v in sorted(kinds.items()))
+
+
+def _flag_child(steps_lenet, steps_stack):
+    """Run in the subprocess: median and minimum ms of the lenet5 and convstack library
+    steps, and the call kinds of a small program."""
+    import statistics
+    import time as _time
+
+    from benchmarks import cnn
+
+    out = []
+    for build, batch, shape, n in ((cnn._lenet_model, cnn.LENET_BATCH, cnn.LENET_SHAPE,
+                                    steps_lenet),
+                                   (cnn._convstack_model, cnn.STACK_BATCH, cnn.STACK_SHAPE,
+                                    steps_stack)):
+        step = cnn._jaxlayers(build, batch, shape)()
+        for _ in range(3):
+            step()
+        times = []
+        for _ in range(n):
+            t0 = _time.perf_counter()
+            step()
+            times.append(_time.perf_counter() - t0)
+        out += [1e3 * statistics.median(times), 1e3 * min(times)]
+    print("RESULT", *out)
+    print("KINDS", _fusion_kinds())
+
+
+def flags(repeats, log=print):
+    """Each flag setting in a subprocess, the settings in turn with a no-flag subprocess
+    between every two; ratios of medians and of minima to the mean of the two neighbouring
+    baselines."""
+    import subprocess
+
+    def child(flag):
+        env = dict(os.environ, XLA_FLAGS=flag)
+        proc = subprocess.run([sys.executable, __file__, "--flag-child"], env=env,
+                              capture_output=True, text=True, timeout=600)
+        lines = dict(line.split(" ", 1) for line in proc.stdout.splitlines()
+                     if line.startswith(("RESULT", "KINDS")))
+        if "RESULT" not in lines:
+            return None, f"rc {proc.returncode}: {proc.stderr.strip().splitlines()[-1:]}"
+        return tuple(float(v) for v in lines["RESULT"].split()), lines.get("KINDS", "")
+
+    log("| XLA_FLAGS | calls in a conv+dense grad | lenet5 median / min ms | ratio median / min "
+        "| convstack median / min ms | ratio median / min | load |\n"
+        "|---|---|---:|---:|---:|---:|---:|")
+    before, kinds = child("")
+    log(f"| (none) | {kinds} | {before[0]:.2f} / {before[1]:.2f} | | {before[2]:.2f} / "
+        f"{before[3]:.2f} | | {os.getloadavg()[0]:.1f} |")
+    for _ in range(repeats):
+        for flag in FLAGS:
+            got, kinds = child(flag)
+            after, _ = child("")
+            load = os.getloadavg()[0]
+            if got is None:
+                log(f"| `{flag}` | failed, {kinds} | | | | | {load:.1f} |")
+                before = after
+                continue
+            base = [(a + b) / 2 for a, b in zip(before, after)]
+            r = [g / b for g, b in zip(got, base)]
+            log(f"| `{flag}` | {kinds} | {got[0]:.2f} / {got[1]:.2f} | {r[0]:.3f} / {r[1]:.3f} "
+                f"| {got[2]:.2f} / {got[3]:.2f} | {r[2]:.3f} / {r[3]:.3f} | {load:.1f} |")
+            before = after
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--only", action="append", choices=sorted(SHAPES))
     parser.add_argument("--rounds", type=int, default=15)
+    parser.add_argument("--gap", action="store_true")
+    parser.add_argument("--workload", action="append", choices=("lenet5", "convstack"))
+    parser.add_argument("--flags", action="store_true")
+    parser.add_argument("--repeats", type=int, default=1)
+    parser.add_argument("--flag-child", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
-    for name in args.only or SHAPES:
-        measure(name, args.rounds)
+    if args.flag_child:
+        _flag_child(20, 8)
+    elif args.gap:
+        gap(args.workload or ["lenet5", "convstack"], args.rounds, 5)
+    elif args.flags:
+        flags(args.repeats)
+    else:
+        for name in args.only or SHAPES:
+            measure(name, args.rounds)
 
 
 if __name__ == "__main__":

@@ -8,6 +8,10 @@ channels (2-D, and one 1-D: the code is rank-generic though only Conv2D uses it)
 jitted function per configuration computes all of them (compile time).
 """
 
+import importlib
+import pathlib
+import sys
+
 import chex
 import jax
 import jax.numpy as jnp
@@ -161,3 +165,48 @@ def test_conv2d_gradients_on_the_cpu_path_equal_lax(channels, kw):
         got = jax.jit(jax.grad(loss, argnums=(0, 1)))(params, x)
         want = jax.jit(jax.grad(reference, argnums=(0, 1)))(params, x)
         chex.assert_trees_all_close(got, want, rtol=1e-10, atol=1e-10)
+
+
+def _winograd_module():
+    root = pathlib.Path(__file__).resolve().parents[1]
+    sys.path.insert(0, str(root))
+    try:
+        return importlib.import_module("benchmarks.winograd")
+    finally:
+        sys.path.remove(str(root))
+
+
+# (batch, H, W, C, F, pads): outputs 7x9 (odd: a cropped tile row and column) and 6x5,
+# symmetric and asymmetric (one side unpadded) padding
+WINOGRAD_GRID = [
+    (2, 7, 9, 3, 5, ((1, 1), (1, 1))),
+    (3, 5, 5, 2, 4, ((0, 3), (2, 0))),
+]
+
+
+def test_benchmark_winograd_equals_lax_forward_input_and_kernel_gradient():
+    # benchmarks/winograd.py's F(2x2, 3x3) (a measured, lost lever: benchmarks/README.md)
+    # must compute the conv it times: the forward, the input gradient as Winograd of dy
+    # with the flipped kernel, the forward in lax.map blocks of one image, and the kernel
+    # gradient as the transpose of that blocked form; float64 against lax.
+    wg = _winograd_module()
+
+    def every(x, k, ct, pads):
+        want = _reference(x, k, (1, 1), pads, (1, 1), 1)
+        dx, dk = jax.vjp(lambda x, k: _reference(x, k, (1, 1), pads, (1, 1), 1), x, k)[1](ct)
+        got = (wg.winograd(x, k, pads), wg.winograd(ct, wg.flipped(k), wg.input_grad_pads(pads)),
+               wg.blocked(x, k, pads, 1),
+               jax.linear_transpose(lambda dk: wg.blocked(x, dk, pads, 1, remat=True), k)(ct)[0])
+        return got, (want, dx, want, dk)
+
+    with jax.enable_x64():
+        for i, (batch, h, w, c, f, pads) in enumerate(WINOGRAD_GRID):
+            rng = np.random.default_rng(i)  # NumPy draws: no threefry to compile
+            out = (batch, h + sum(pads[0]) - 2, w + sum(pads[1]) - 2, f)
+            x, k, ct = (jnp.asarray(rng.standard_normal(s))
+                        for s in ((batch, h, w, c), (3, 3, c, f), out))
+            got, want = jax.jit(every, static_argnums=3)(x, k, ct, pads)
+            for what, a, b in zip(("forward", "input grad", "blocked forward", "kernel grad"),
+                                  got, want):
+                np.testing.assert_allclose(a, b, rtol=1e-10, atol=1e-10,
+                                           err_msg=f"{WINOGRAD_GRID[i]}: {what}")
