@@ -5,6 +5,7 @@
     python benchmarks/conv_grad.py --gap            # every op of lenet5/convstack vs torch
     python benchmarks/conv_grad.py --flags          # XLA:CPU flags, each in a subprocess
     python benchmarks/conv_grad.py --strided        # strided convs' input gradient
+    python benchmarks/conv_grad.py --strided --step # ... as the convstack step's
 
 Shapes: the convolutions of the lenet5 and convstack workloads (benchmarks/cnn.py) and
 the 3x3 64->64 conv of resblock. Formulations (channels-last, float32):
@@ -41,9 +42,13 @@ the compiled gradient of a small conv + dense program contains under that settin
 
 --strided: the input gradient (jax.vjp in x) of strided convs, XLA's transpose of
 lax.conv_general_dilated (a stride-1 conv over the output gradient with zeros inserted
-between its entries, lhs dilation) against _conv_cpu.space_to_depth's (a stride-1 conv
-of the output gradient, then depth-to-space), timed by benchmarks.common.paired_rounds
-(ratios paired per round, load average logged); STRIDED lists the shapes.
+between its entries, lhs dilation) against the transposes of space_to_depth (one
+stride-1 conv of the output gradient, then depth-to-space) and phase_split (s^n stride-1
+convs, each interleaved back into its phase), and XLA's forward for scale; timed by
+benchmarks.common.paired_rounds (ratios paired per round, load average logged); STRIDED
+lists the shapes. --strided --step: the convstack train step (benchmarks/cnn.py) with
+each as the x-tangent of _conv_cpu.conv's custom JVP for strided convs, against the
+library's. A measured, lost lever: Conv2D keeps XLA's (benchmarks/README.md).
 
 Method as benchmarks/run.py: every function is compiled and warmed up, then timed in
 rounds; each round runs every contender once (one untimed call, then one timed call) in
