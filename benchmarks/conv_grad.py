@@ -4,6 +4,8 @@
     python benchmarks/conv_grad.py --only res64 --rounds 9
     python benchmarks/conv_grad.py --gap            # every op of lenet5/convstack vs torch
     python benchmarks/conv_grad.py --flags          # XLA:CPU flags, each in a subprocess
+    python benchmarks/conv_grad.py --strided        # strided convs' input gradient
+    python benchmarks/conv_grad.py --strided --step # ... as the convstack step's
 
 Shapes: the convolutions of the lenet5 and convstack workloads (benchmarks/cnn.py) and
 the 3x3 64->64 conv of resblock. Formulations (channels-last, float32):
@@ -38,6 +40,16 @@ convstack library train steps (benchmarks/cnn.py models), ratios to the two neig
 baselines, and which library calls (YNNPACK / oneDNN fusions, Eigen convolution / dot)
 the compiled gradient of a small conv + dense program contains under that setting.
 
+--strided: the input gradient (jax.vjp in x) of strided convs, XLA's transpose of
+lax.conv_general_dilated (a stride-1 conv over the output gradient with zeros inserted
+between its entries, lhs dilation) against the transposes of space_to_depth (one
+stride-1 conv of the output gradient, then depth-to-space) and phase_split (s^n stride-1
+convs, each interleaved back into its phase), and XLA's forward for scale; timed by
+benchmarks.common.paired_rounds (ratios paired per round, load average logged); STRIDED
+lists the shapes. --strided --step: the convstack train step (benchmarks/cnn.py) with
+each as the x-tangent of _conv_cpu.conv's custom JVP for strided convs, against the
+library's. A measured, lost lever: Conv2D keeps XLA's (benchmarks/README.md).
+
 Method as benchmarks/run.py: every function is compiled and warmed up, then timed in
 rounds; each round runs every contender once (one untimed call, then one timed call) in
 a shuffled (seeded) order; reported: the median over rounds, and the ratio to PyTorch.
@@ -71,6 +83,12 @@ SHAPES = {
     "res64": (64, (32, 32, 64), (3, 3), 64, (1, 1), ((1, 1), (1, 1))),
 }
 BLOCK = 16
+# --strided: the convstack's strided conv and ResNet-50-like ones (same layout as SHAPES)
+STRIDED = {
+    "stack-32x64/2": SHAPES["stack-32x64/2"],
+    "r50-64x64/2 56x56": (8, (56, 56, 64), (3, 3), 64, (2, 2), ((1, 1), (1, 1))),
+    "r50-256x512/2 1x1": (8, (28, 28, 256), (1, 1), 512, (2, 2), ((0, 0), (0, 0))),
+}
 
 
 def _contenders(shape):
@@ -382,7 +400,7 @@ def _fusion_kinds():
 
     def f(x, k, w):
         y = jax.nn.relu(lax.conv_general_dilated(x, k, (1, 1), "SAME",
-                                                 dimension_numbers=("NHWC", "HWIO", "NHWC")))
+                                                 dimension_numbers=cc._DIMS[n]))
         return jnp.tanh(y.reshape(-1, 512)[:64] @ w).sum()
 
     args = (jnp.ones((8, 16, 16, 32)), jnp.ones((3, 3, 32, 32)), jnp.ones((512, 64)))
@@ -457,6 +475,177 @@ def flags(repeats, log=print):
             before = after
 
 
+def space_to_depth(x, w, strides, pads):
+    """conv(x, w) with strides s > 1 as a stride-1 VALID conv over phases (dilation 1,
+    one group): the same values, written so that its transpose in x has no dilation.
+
+    With m = s·q + p (tap m of a kernel of size k, phase p < P = min(s, k),
+    q < K = ceil(k/s)), per spatial dimension
+
+      y[o] = Σ_m x_pad[s·o + m] W[m] = Σ_q Σ_p X[o + q, p] W'[q, p],
+      X[j, p] = x_pad[s·j + p]  (x_pad cut or zero-extended to s·(O + K - 1)),
+      W'[q, p] = W[s·q + p]     (zero where s·q + p >= k),
+
+    with the phases folded into the channels: X (N, *(O + K - 1), P^n·C), W' (*K, P^n·C, F),
+    a stride-1 VALID conv. Its transpose in x (what reverse mode runs for the input
+    gradient) is a stride-1 conv of the output gradient, then depth-to-space; XLA's own
+    transpose of a strided conv is a stride-1 conv over the output gradient with s-1 zeros
+    inserted between entries (lhs dilation), ~s^n times the useful multiplies. This one
+    multiplies (K·s)^n/k^n times (16/9 for 3x3 stride 2; none wasted for 1x1).
+    """
+    import math
+
+    import jax.numpy as jnp
+    from jax import lax
+
+    from jaxlayers.layers import _conv_cpu as cc
+
+    n = x.ndim - 2
+    kernel = w.shape[:n]
+    out = [(h + lo + hi - k) // s + 1 for h, (lo, hi), k, s in
+           zip(x.shape[1:-1], pads, kernel, strides)]
+    ks = [-(-k // s) for k, s in zip(kernel, strides)]
+    phases = [min(s, k) for k, s in zip(kernel, strides)]
+    config = [(0, 0, 0)] + [(lo, s * (o + q - 1) - h - lo, 0) for h, (lo, _), s, o, q in
+                            zip(x.shape[1:-1], pads, strides, out, ks)] + [(0, 0, 0)]
+    x = lax.pad(x, jnp.zeros((), x.dtype), config)  # (N, *(s·(O+K-1)), C)
+    nb, c, f = x.shape[0], x.shape[-1], w.shape[-1]
+    x = x.reshape((nb,) + sum(((o + q - 1, s) for o, q, s in zip(out, ks, strides)), ())
+                  + (c,))
+    x = x[(slice(None),) + sum(((slice(None), slice(0, p)) for p in phases), ())]
+    x = x.transpose((0,) + tuple(range(1, 2 * n, 2)) + tuple(range(2, 2 * n + 1, 2))
+                    + (2 * n + 1,))
+    x = x.reshape(x.shape[:n + 1] + (math.prod(phases) * c,))
+    w = jnp.pad(w, [(0, q * s - k) for k, q, s in zip(kernel, ks, strides)] + [(0, 0)] * 2)
+    w = w.reshape(sum(((q, s) for q, s in zip(ks, strides)), ()) + (c, f))
+    w = w[sum(((slice(None), slice(0, p)) for p in phases), ())]
+    w = w.transpose(tuple(range(0, 2 * n, 2)) + tuple(range(1, 2 * n, 2)) + (2 * n, 2 * n + 1))
+    w = w.reshape(tuple(ks) + (math.prod(phases) * c, f))
+    return lax.conv_general_dilated(x, w, (1,) * n, "VALID", dimension_numbers=cc._DIMS[n])
+
+
+def phase_split(x, w, strides, pads):
+    """conv(x, w) with strides s as s^n stride-1 VALID convs, one per phase p < s:
+    y = Σ_p conv(x_pad[p::s], W[p::s]). No zero taps; its transpose in x is s^n stride-1
+    convs of the output gradient, each interleaved back into its phase (interior pad)."""
+    import itertools
+
+    from jax import lax
+
+    from jaxlayers.layers import _conv_cpu as cc
+
+    n = x.ndim - 2
+    kernel = w.shape[:n]
+    out = [(h + lo + hi - k) // s + 1 for h, (lo, hi), k, s in
+           zip(x.shape[1:-1], pads, kernel, strides)]
+    x = lax.pad(x, np.zeros((), x.dtype), [(0, 0, 0)] + [(lo, hi, 0) for lo, hi in pads]
+                + [(0, 0, 0)])
+    y = None
+    for p in itertools.product(*(range(min(s, k)) for s, k in zip(strides, kernel))):
+        wp = w[tuple(slice(a, None, s) for a, s in zip(p, strides))]
+        limit = [a + s * (o + q - 2) + 1 for a, s, o, q in zip(p, strides, out, wp.shape)]
+        xp = lax.slice(x, (0,) + p + (0,), (x.shape[0],) + tuple(limit) + (x.shape[-1],),
+                       (1,) + tuple(strides) + (1,))
+        term = lax.conv_general_dilated(xp, wp, (1,) * n, "VALID",
+                                        dimension_numbers=cc._DIMS[n])
+        y = term if y is None else y + term
+    return y
+
+
+def strided(rounds, block, log=print):
+    """--strided: XLA's input gradient of each STRIDED conv against space-to-depth's."""
+    import jax
+
+    from benchmarks.common import paired_rounds
+    from jaxlayers.layers import _conv_cpu as cc
+
+    rng = np.random.default_rng(0)
+    for name, (batch, (h, w, c), kernel, f, strides, pads) in STRIDED.items():
+        x = rng.standard_normal((batch, h, w, c), np.float32)
+        k = rng.standard_normal(kernel + (c, f), np.float32) / np.sqrt(c * np.prod(kernel))
+        forms = {"xla": lambda x, k: cc._xla(x, k, strides, pads, (1, 1), 1),
+                 "s2d": lambda x, k: space_to_depth(x, k, strides, pads),
+                 "phases": lambda x, k: phase_split(x, k, strides, pads)}
+        g = rng.standard_normal(forms["xla"](x, k).shape, np.float32)
+        grads = {m: jax.jit(lambda x, k, g, fn=fn: jax.vjp(lambda x: fn(x, k), x)[1](g)[0])
+                 for m, fn in forms.items()}
+        want = np.asarray(grads["xla"](x, k, g))
+        for m in grads:
+            got = np.asarray(grads[m](x, k, g))
+            assert np.allclose(got, want, rtol=1e-4, atol=1e-4 * np.abs(want).max()), (name, m)
+        log(f"{name} (batch {batch}, {h}x{w}x{c}, {kernel} -> {f}, strides {strides}): "
+            f"input gradient, {num_threads()} threads")
+        steps = {m: (lambda fn=fn: fn(x, k, g).block_until_ready()) for m, fn in grads.items()}
+        forward = jax.jit(forms["xla"])  # the same useful multiplies as the input gradient
+        steps["forward"] = lambda: forward(x, k).block_until_ready()
+        paired_rounds(steps, "xla", rounds=rounds, block=block, log=log)
+
+
+def _strided_conv(tangent):
+    """(_conv_cpu.conv, the same with `tangent` (space_to_depth or phase_split) as the
+    x-tangent of strided convs; `tangent.calls` counts the convs it was traced for)."""
+    import jax
+    import jax.numpy as jnp
+    from jax.custom_derivatives import SymbolicZero
+
+    from jaxlayers.layers import _conv_cpu as cc
+
+    original = cc.conv
+
+    def conv(x, w, strides, pads, dilation, groups, method, budget=cc.BUDGET):
+        strides, pads, dilation = tuple(strides), tuple(map(tuple, pads)), tuple(dilation)
+        if method == "xla" or max(strides) == 1 or max(dilation) > 1 or groups > 1:
+            return original(x, w, strides, pads, dilation, groups, method, budget)
+
+        @jax.custom_jvp
+        def run(x, w):
+            return cc._xla(x, w, strides, pads, dilation, groups)
+
+        def run_jvp(primals, tangents):
+            (x, w), (dx, dw) = primals, tangents
+            y = cc._xla(x, w, strides, pads, dilation, groups)
+            dy = None
+            if not isinstance(dx, SymbolicZero):
+                tangent.calls += 1
+                dy = tangent(dx, w, strides, pads)
+            if not isinstance(dw, SymbolicZero):
+                term = cc.kernel_tangent(x, dw, strides, pads, dilation, groups,
+                                         y.shape[1:-1], method, budget)
+                dy = term if dy is None else dy + term
+            return y, jnp.zeros_like(y) if dy is None else dy
+
+        run.defjvp(run_jvp, symbolic_zeros=True)
+        return run(x, w)
+
+    return original, conv
+
+
+def strided_step(rounds, block, log=print):
+    """--strided --step: the convstack train step, library against the s2d x-tangent."""
+    from benchmarks import cnn
+    from benchmarks.common import paired_rounds
+    from jaxlayers.layers import _conv_cpu as cc
+
+    build, batch, shape = cnn._convstack_model, cnn.STACK_BATCH, cnn.STACK_SHAPE
+    contenders = {"library": cnn._jaxlayers(build, batch, shape)()}
+    for label, fn in (("s2d", space_to_depth), ("phases", phase_split)):
+        def tangent(*args, fn=fn):
+            return fn(*args)
+
+        tangent.calls = 0
+        original, patched = _strided_conv(tangent)
+        cc.conv = patched
+        try:  # traced (and compiled) on its first call, while patched
+            step = cnn._jaxlayers(build, batch, shape)()
+            step()
+        finally:
+            cc.conv = original
+        assert tangent.calls == 1, (label, tangent.calls)  # the one strided conv
+        contenders[label] = step
+    log(f"convstack train step, {num_threads()} threads")
+    return paired_rounds(contenders, "library", rounds=rounds, block=block, log=log)
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--only", action="append", choices=sorted(SHAPES))
@@ -465,6 +654,8 @@ def main(argv=None):
     parser.add_argument("--workload", action="append", choices=("lenet5", "convstack"))
     parser.add_argument("--flags", action="store_true")
     parser.add_argument("--repeats", type=int, default=1)
+    parser.add_argument("--strided", action="store_true")
+    parser.add_argument("--step", action="store_true", help="with --strided: convstack step")
     parser.add_argument("--flag-child", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.flag_child:
@@ -473,6 +664,10 @@ def main(argv=None):
         gap(args.workload or ["lenet5", "convstack"], args.rounds, 5)
     elif args.flags:
         flags(args.repeats)
+    elif args.strided and args.step:
+        strided_step(args.rounds, 3)
+    elif args.strided:
+        strided(args.rounds, 5)
     else:
         for name in args.only or SHAPES:
             measure(name, args.rounds)

@@ -210,3 +210,79 @@ def test_benchmark_winograd_equals_lax_forward_input_and_kernel_gradient():
                                   got, want):
                 np.testing.assert_allclose(a, b, rtol=1e-10, atol=1e-10,
                                            err_msg=f"{WINOGRAD_GRID[i]}: {what}")
+
+
+def _conv_grad_module():
+    root = pathlib.Path(__file__).resolve().parents[1]
+    sys.path.insert(0, str(root))
+    try:
+        return importlib.import_module("benchmarks.conv_grad")
+    finally:
+        sys.path.remove(str(root))
+
+
+# (input shape, kernel shape, strides, pads): odd sizes not divisible by the stride,
+# kernels 1, 3, 5 (and 3x5, 5x1), strides 2, 3, (3, 2), (2, 1), asymmetric padding
+STRIDED_GRID = [
+    ((2, 9, 8, 3), (3, 3, 3, 5), (2, 2), ((1, 1), (1, 1))),
+    ((3, 11, 7, 2), (5, 1, 2, 4), (3, 2), ((2, 0), (0, 3))),
+    ((2, 7, 10, 4), (1, 1, 4, 3), (2, 2), ((0, 0), (0, 0))),
+    ((2, 6, 9, 3), (3, 5, 3, 2), (2, 1), ((0, 2), (1, 1))),
+    ((1, 10, 8, 2), (3, 3, 2, 3), (3, 3), ((1, 0), (0, 2))),
+]
+
+
+def test_benchmark_strided_input_gradients_equal_lax():
+    # benchmarks/conv_grad.py --strided's space-to-depth and phase-split forms of a strided
+    # conv (measured, lost levers: benchmarks/README.md) must be the conv they time, in
+    # value and input gradient (their transposes), float64 against lax.
+    cg = _conv_grad_module()
+
+    def every(x, w, ct, strides, pads):
+        f = lambda x: _reference(x, w, strides, pads, (1, 1), 1)  # noqa: E731
+        want = (f(x), jax.vjp(f, x)[1](ct)[0])
+        got = [(g(x), jax.vjp(g, x)[1](ct)[0]) for g in (
+            lambda x: cg.space_to_depth(x, w, strides, pads),
+            lambda x: cg.phase_split(x, w, strides, pads))]
+        return got, want
+
+    with jax.enable_x64():
+        for i, (x_shape, w_shape, strides, pads) in enumerate(STRIDED_GRID):
+            rng = np.random.default_rng(i)  # NumPy draws: no threefry to compile
+            x, w = (jnp.asarray(rng.standard_normal(s)) for s in (x_shape, w_shape))
+            out = jax.eval_shape(lambda x: _reference(x, w, strides, pads, (1, 1), 1), x)
+            ct = jnp.asarray(rng.standard_normal(out.shape))
+            got, want = jax.jit(every, static_argnums=(3, 4))(x, w, ct, strides, pads)
+            for form, pair in zip(("space_to_depth", "phase_split"), got):
+                for what, a, b in zip(("value", "input grad"), pair, want):
+                    np.testing.assert_allclose(a, b, rtol=1e-10, atol=1e-10,
+                                               err_msg=f"{STRIDED_GRID[i]}: {form} {what}")
+
+
+def test_benchmark_strided_step_conv_equals_lax_in_both_gradients_and_jvp():
+    # the patched _conv_cpu.conv the --strided --step comparison trains with: values,
+    # vjp in x and w, jvp (the x-tangent is the timed form), float64 against lax
+    cg = _conv_grad_module()
+    x_shape, w_shape, strides, pads = STRIDED_GRID[1]
+
+    def ref(x, w):
+        return _reference(x, w, strides, pads, (1, 1), 1)
+    with jax.enable_x64():
+        rng = np.random.default_rng(7)
+        x, w, dx, dw = (jnp.asarray(rng.standard_normal(s))
+                        for s in (x_shape, w_shape, x_shape, w_shape))
+        for fn in (cg.space_to_depth, cg.phase_split):
+            fn.calls = 0
+            _, patched = cg._strided_conv(fn)
+
+            def f(x, w, patched=patched):
+                return patched(x, w, strides, pads, (1, 1), 1, "im2col")
+
+            y, vjp = jax.vjp(f, x, w)
+            ct = jnp.asarray(rng.standard_normal(y.shape))
+            y_ref, vjp_ref = jax.vjp(ref, x, w)
+            got = (y, *vjp(ct), jax.jvp(f, (x, w), (dx, dw))[1])
+            want = (y_ref, *vjp_ref(ct), jax.jvp(ref, (x, w), (dx, dw))[1])
+            assert fn.calls >= 1  # the timed form really is the x-tangent
+            for what, a, b in zip(("value", "x grad", "w grad", "jvp"), got, want):
+                np.testing.assert_allclose(a, b, rtol=1e-10, atol=1e-10, err_msg=what)
