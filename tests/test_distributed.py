@@ -27,15 +27,33 @@ ROOT = pathlib.Path(__file__).resolve().parents[1]
 ATOL = 1e-5
 
 
-@pytest.fixture(scope="module")
-def checks():
+def _run_checks():
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(
         filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
     env.pop("XLA_FLAGS", None)
     proc = subprocess.run([sys.executable, str(ROOT / "tests" / "distributed_checks.py")],
                           capture_output=True, text=True, env=env, timeout=600, cwd=ROOT)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    return json.loads(proc.stdout.strip().splitlines()[-1])
+    return proc.stdout.strip().splitlines()[-1]
+
+
+@pytest.fixture(scope="session")
+def checks(tmp_path_factory, worker_id):
+    # One subprocess per run, not one per xdist worker: `-n auto` splits this module's
+    # tests between the workers, and each ran the ~20 s subprocess. The first worker
+    # writes the JSON into the run's shared temporary folder under a lock; the others
+    # read it (pytest-xdist's recipe for a session fixture that executes only once).
+    try:
+        import filelock  # torch's dependency, so installed with '.[test]'
+    except ImportError:
+        filelock = None
+    if worker_id == "master" or filelock is None:  # no xdist, or no lock: run it here
+        return json.loads(_run_checks())
+    shared = tmp_path_factory.getbasetemp().parent / "distributed_checks.json"
+    with filelock.FileLock(f"{shared}.lock"):
+        if not shared.is_file():
+            shared.write_text(_run_checks())
+        return json.loads(shared.read_text())
 
 
 def _result(checks, name):

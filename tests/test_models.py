@@ -5,6 +5,7 @@ Counts use `jax.eval_shape` (nothing allocated); the references are torchvision'
 steps are marked slow: XLA:CPU compile time dominates them (timings in the comments).
 """
 
+import functools
 import math
 import re
 
@@ -31,6 +32,15 @@ def _abstract(model, shape):
 
 def _count(model, shape=IMAGENET):
     return jl.count_params(_abstract(model, shape)[0])
+
+
+@functools.lru_cache(maxsize=None)
+def _built(builder, shape, **kwargs):
+    """`_abstract(builder(**kwargs), shape)`, traced once per worker: tracing a zoo model's
+    init takes seconds (DenseNet-121's ~2 s), and several tests read the same model's
+    abstract params (the counts, the layouts, the BatchNorm checks). Always pass `shape`:
+    the cache's key is the call as written."""
+    return _abstract(builder(**kwargs), shape)
 
 
 def _paths(tree):
@@ -97,13 +107,15 @@ def _summary_rows(model, shape):
                          ids=[m[0] for m in MAIN])
 def test_parameter_count_matches_reference(name, builder, kwargs, shape, expected, _):
     # 004-S2-e8: LeNet-5, AlexNet (two-tower), VGG-16 and ResNet-50 among them
-    assert _count(builder(**kwargs), shape) == expected
+    assert jl.count_params(_built(builder, shape, **kwargs)[0]) == expected
 
 
 def test_googlenet_paper_count_matches_per_layer_formula():
     # 6,998,552: the paper's modules with biases and the 5×5 branch (its Table 1 column
     # of approximate counts sums to about 6.8M; seed 004 quotes "7M").
-    assert _count(models.googlenet()) == _googlenet_paper_count() == 6_998_552
+    assert (jl.count_params(_built(models.googlenet, IMAGENET, variant="paper")[0])
+            == _googlenet_paper_count()
+            == 6_998_552)
 
 
 @pytest.mark.slow
@@ -131,20 +143,21 @@ def test_summary_rows_add_up_to_the_total(name, builder, kwargs, shape, expected
 
 
 def test_batchnorm_fed_convolutions_have_no_bias_and_running_stats_are_state():
+    # which leaves exist does not depend on the input size: the 224×224 traces of the
+    # count tests are reused
     cases = [
-        (models.resnet18(), {"fc/bias"}),
-        (models.resnet50(), {"fc/bias"}),
-        (models.densenet121(), {"classifier/bias"}),
-        (models.mobilenet_v2(), {"classifier/fc/bias"}),
-        (models.googlenet(variant="torchvision"), {"classifier/fc/bias"}),
+        (_built(models.resnet18, IMAGENET), {"fc/bias"}),
+        (_built(models.resnet50, IMAGENET), {"fc/bias"}),
+        (_built(models.densenet121, IMAGENET), {"classifier/bias"}),
+        (_built(models.mobilenet_v2, IMAGENET), {"classifier/fc/bias"}),
+        (_built(models.googlenet, IMAGENET, variant="torchvision"), {"classifier/fc/bias"}),
     ]
-    for model, biases in cases:
-        params, state = _abstract(model, (1, 64, 64, 3))
+    for (params, state), biases in cases:
         assert {p for p in _paths(params) if p.endswith("bias")} == biases
         assert not any(p.endswith(("mean", "var")) for p in _paths(params))
         assert {p.rsplit("/", 1)[1] for p in _paths(state)} == {"mean", "var"}
     # EfficientNet: only the squeeze-excitation 1×1 convs (as torchvision's) and the head
-    params, _ = _abstract(models.efficientnet_b0(), (1, 64, 64, 3))
+    params, _ = _built(models.efficientnet_b0, IMAGENET)
     biases = {p for p in _paths(params) if p.endswith("bias")}
     assert "classifier/fc/bias" in biases
     assert all(re.search(r"/se/fc[12]/bias$", p) for p in biases - {"classifier/fc/bias"})
@@ -174,7 +187,7 @@ def test_lenet5_layers_shapes_and_counts_as_seed_003():
 
 def test_alexnet_paper_layers_two_towers_and_lrn():
     model = models.alexnet()
-    params, _ = _abstract(model, (1, 227, 227, 3))
+    params, _ = _built(models.alexnet, (1, 227, 227, 3))
     f, c = params["features"], params["classifier"]
     counts = {k: jl.count_params(v) for k, v in {**f, **c}.items() if jl.count_params(v)}
     assert counts == {"conv1": 34_944, "conv2": 307_456, "conv3": 885_120, "conv4": 663_936,
@@ -201,7 +214,7 @@ def test_alexnet_torchvision_adapts_any_input_to_6x6():
 
 def test_vgg16_block_counts():
     # 003-Q15-e4: the per-block counts and the 138,357,544 total
-    params, _ = _abstract(models.vgg16(), IMAGENET)
+    params, _ = _built(models.vgg16, IMAGENET)
     blocks = [jl.count_params(params["features"][f"block{i}"]) for i in range(1, 6)]
     assert blocks == [38_720, 221_440, 1_475_328, 5_899_776, 7_079_424]
     dense = [jl.count_params(params["classifier"][k]) for k in ("fc1", "fc2", "fc3")]
@@ -229,7 +242,7 @@ def test_vgg16_seed_003_block1_slip_is_recorded():
 
 def test_googlenet_variants_differ_in_the_third_branch():
     def kernel(variant):
-        params, _ = _abstract(models.googlenet(variant=variant), IMAGENET)
+        params, _ = _built(models.googlenet, IMAGENET, variant=variant)
         branch = params["features"]["inception3a"]["branch3"]["conv"]
         return (branch["conv"] if variant == "torchvision" else branch)["kernel"].shape
 
@@ -243,11 +256,11 @@ def test_googlenet_variants_differ_in_the_third_branch():
 
 
 def test_resnet_shortcuts_are_identity_or_strided_projection():
-    params, _ = _abstract(models.resnet18(), IMAGENET)
+    params, _ = _built(models.resnet18, IMAGENET)
     assert params["layer1"]["0"]["shortcut"] == {}
     assert params["layer2"]["0"]["shortcut"]["conv"]["kernel"].shape == (1, 1, 64, 128)
     assert params["layer2"]["1"]["shortcut"] == {}
-    params, _ = _abstract(models.resnet50(), IMAGENET)
+    params, _ = _built(models.resnet50, IMAGENET)
     # bottleneck: layer1's first block already changes 64 -> 256 channels
     assert params["layer1"]["0"]["shortcut"]["conv"]["kernel"].shape == (1, 1, 64, 256)
     assert params["layer4"]["0"]["main"]["conv3"]["kernel"].shape == (1, 1, 512, 2048)
