@@ -64,6 +64,22 @@ def _jaxlayers(build, batch, shape):
     return setup
 
 
+def patched_step(build, batch, shape, conv):
+    """The library's train step (as `_jaxlayers`) traced and compiled, by its first call,
+    while `jaxlayers.layers._conv_cpu.conv` is `conv`: how benchmarks/conv_grad.py and
+    winograd.py put a candidate conv formulation into a whole train step. The original
+    is restored afterwards; the compiled step keeps the candidate."""
+    from jaxlayers.layers import _conv_cpu as cc
+
+    original, cc.conv = cc.conv, conv
+    try:
+        step = _jaxlayers(build, batch, shape)()
+        step()
+    finally:
+        cc.conv = original
+    return step
+
+
 def _lenet_model():
     import jaxlayers as jl
     return jl.models.lenet5(CLASSES)

@@ -582,8 +582,8 @@ def strided(rounds, block, log=print):
 
 
 def _strided_conv(tangent):
-    """(_conv_cpu.conv, the same with `tangent` (space_to_depth or phase_split) as the
-    x-tangent of strided convs; `tangent.calls` counts the convs it was traced for)."""
+    """_conv_cpu.conv with `tangent` (space_to_depth or phase_split) as the x-tangent of
+    strided convs; `tangent.calls` counts the convs it was traced for."""
     import jax
     import jax.numpy as jnp
     from jax.custom_derivatives import SymbolicZero
@@ -617,14 +617,13 @@ def _strided_conv(tangent):
         run.defjvp(run_jvp, symbolic_zeros=True)
         return run(x, w)
 
-    return original, conv
+    return conv
 
 
 def strided_step(rounds, block, log=print):
     """--strided --step: the convstack train step, library against the s2d x-tangent."""
     from benchmarks import cnn
     from benchmarks.common import paired_rounds
-    from jaxlayers.layers import _conv_cpu as cc
 
     build, batch, shape = cnn._convstack_model, cnn.STACK_BATCH, cnn.STACK_SHAPE
     contenders = {"library": cnn._jaxlayers(build, batch, shape)()}
@@ -633,15 +632,8 @@ def strided_step(rounds, block, log=print):
             return fn(*args)
 
         tangent.calls = 0
-        original, patched = _strided_conv(tangent)
-        cc.conv = patched
-        try:  # traced (and compiled) on its first call, while patched
-            step = cnn._jaxlayers(build, batch, shape)()
-            step()
-        finally:
-            cc.conv = original
+        contenders[label] = cnn.patched_step(build, batch, shape, _strided_conv(tangent))
         assert tangent.calls == 1, (label, tangent.calls)  # the one strided conv
-        contenders[label] = step
     log(f"convstack train step, {num_threads()} threads")
     return paired_rounds(contenders, "library", rounds=rounds, block=block, log=log)
 

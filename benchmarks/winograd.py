@@ -250,13 +250,12 @@ def _winograd_conv(budget=2 << 20, kernel_method="im2col"):
         run.defvjp(fwd, bwd)
         return run(x, w)
 
-    return original, conv
+    return conv
 
 
 def steps(names, rounds, block, log=print):
     """Train steps of benchmarks/cnn.py's models: the library against Winograd convs."""
     from benchmarks import cnn
-    from jaxlayers.layers import _conv_cpu as cc
 
     models = {"convstack": (cnn._convstack_model, cnn.STACK_BATCH, cnn.STACK_SHAPE),
               "resblock": (cnn._resblock_model, cnn.RES_BATCH, cnn.RES_SHAPE)}
@@ -265,14 +264,8 @@ def steps(names, rounds, block, log=print):
         build, batch, shape = models[name]
         contenders = {"library": cnn._jaxlayers(build, batch, shape)()}
         for label, method in (("wino+im2col", "im2col"), ("wino+wino", "winograd")):
-            original, patched = _winograd_conv(kernel_method=method)
-            cc.conv = patched
-            try:  # traced (and compiled) on its first call, while patched
-                step = cnn._jaxlayers(build, batch, shape)()
-                step()
-            finally:
-                cc.conv = original
-            contenders[label] = step
+            contenders[label] = cnn.patched_step(build, batch, shape,
+                                                 _winograd_conv(kernel_method=method))
         log(f"\n{name} train step, load {os.getloadavg()[0]:.2f}")
         out[name] = paired_rounds(contenders, "library", rounds=rounds, block=block, log=log)
     return out

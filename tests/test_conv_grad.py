@@ -167,11 +167,13 @@ def test_conv2d_gradients_on_the_cpu_path_equal_lax(channels, kw):
         chex.assert_trees_all_close(got, want, rtol=1e-10, atol=1e-10)
 
 
-def _winograd_module():
+def _benchmark_module(name):
+    """benchmarks.<name>, imported from the repository root (benchmarks/ is no package of
+    the installed library): the measured, lost levers live there, tested here."""
     root = pathlib.Path(__file__).resolve().parents[1]
     sys.path.insert(0, str(root))
     try:
-        return importlib.import_module("benchmarks.winograd")
+        return importlib.import_module(f"benchmarks.{name}")
     finally:
         sys.path.remove(str(root))
 
@@ -189,7 +191,7 @@ def test_benchmark_winograd_equals_lax_forward_input_and_kernel_gradient():
     # must compute the conv it times: the forward, the input gradient as Winograd of dy
     # with the flipped kernel, the forward in lax.map blocks of one image, and the kernel
     # gradient as the transpose of that blocked form; float64 against lax.
-    wg = _winograd_module()
+    wg = _benchmark_module("winograd")
 
     def every(x, k, ct, pads):
         want = _reference(x, k, (1, 1), pads, (1, 1), 1)
@@ -212,15 +214,6 @@ def test_benchmark_winograd_equals_lax_forward_input_and_kernel_gradient():
                                            err_msg=f"{WINOGRAD_GRID[i]}: {what}")
 
 
-def _conv_grad_module():
-    root = pathlib.Path(__file__).resolve().parents[1]
-    sys.path.insert(0, str(root))
-    try:
-        return importlib.import_module("benchmarks.conv_grad")
-    finally:
-        sys.path.remove(str(root))
-
-
 # (input shape, kernel shape, strides, pads): odd sizes not divisible by the stride,
 # kernels 1, 3, 5 (and 3x5, 5x1), strides 2, 3, (3, 2), (2, 1), asymmetric padding
 STRIDED_GRID = [
@@ -236,7 +229,7 @@ def test_benchmark_strided_input_gradients_equal_lax():
     # benchmarks/conv_grad.py --strided's space-to-depth and phase-split forms of a strided
     # conv (measured, lost levers: benchmarks/README.md) must be the conv they time, in
     # value and input gradient (their transposes), float64 against lax.
-    cg = _conv_grad_module()
+    cg = _benchmark_module("conv_grad")
 
     def every(x, w, ct, strides, pads):
         f = lambda x: _reference(x, w, strides, pads, (1, 1), 1)  # noqa: E731
@@ -262,7 +255,7 @@ def test_benchmark_strided_input_gradients_equal_lax():
 def test_benchmark_strided_step_conv_equals_lax_in_both_gradients_and_jvp():
     # the patched _conv_cpu.conv the --strided --step comparison trains with: values,
     # vjp in x and w, jvp (the x-tangent is the timed form), float64 against lax
-    cg = _conv_grad_module()
+    cg = _benchmark_module("conv_grad")
     x_shape, w_shape, strides, pads = STRIDED_GRID[1]
 
     def ref(x, w):
@@ -273,7 +266,7 @@ def test_benchmark_strided_step_conv_equals_lax_in_both_gradients_and_jvp():
                         for s in (x_shape, w_shape, x_shape, w_shape))
         for fn in (cg.space_to_depth, cg.phase_split):
             fn.calls = 0
-            _, patched = cg._strided_conv(fn)
+            patched = cg._strided_conv(fn)
 
             def f(x, w, patched=patched):
                 return patched(x, w, strides, pads, (1, 1), 1, "im2col")
