@@ -20,3 +20,14 @@ if "xla_backend_optimization_level" not in os.environ.get("XLA_FLAGS", ""):
 import jax  # noqa: E402
 
 jax.config.update("jax_numpy_rank_promotion", "raise")
+
+
+def pytest_collection_modifyitems(config, items):
+    """Modules with `slow` tests (the zoo's training steps, demos, notebooks: 20-45 s
+    each) run first, each module's tests still together and in file order (module-scoped
+    fixtures are built once). With `-n auto --dist worksteal` the workers then finish on
+    short tests instead of one worker running a notebook alone at the end."""
+    slow = {item.module.__name__ for item in items
+            if item.get_closest_marker("slow") and getattr(item, "module", None)}
+    items.sort(key=lambda item: getattr(getattr(item, "module", None), "__name__", "")
+               not in slow)
